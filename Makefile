@@ -10,7 +10,7 @@ ARTIFACTS ?= artifacts
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint format typecheck test test-fast demo train evaluate clean lock
+.PHONY: help setup lint format test test-fast demo train evaluate bench clean lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -46,6 +46,9 @@ train: setup ## train on the digits and export a new model version
 demo: setup ## the main job: train if no model is exported, then score the held-out digits
 	$(BIN)/truthwatch --artifacts $(ARTIFACTS) train --if-missing
 	$(BIN)/truthwatch --artifacts $(ARTIFACTS) evaluate
+
+bench: setup ## run every benchmark in bench/ and record its figures in bench/results/
+	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 lock: ## re-pin requirements/dev.txt from the groups in pyproject.toml (needs the package registry)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
