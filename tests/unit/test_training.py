@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from truthwatch.card import ModelCard, read_card
 from truthwatch.registry import LATEST_FILE, resolve_model_dir, sha256_file
@@ -56,7 +57,12 @@ def test_training_leaves_tensorboard_event_files(exported_model: ExportResult):
     events = list(exported_model.tensorboard_dir.rglob("events.out.tfevents.*"))
 
     assert {p.parent.name for p in events} == {"train", "validation"}
-    assert all(p.stat().st_size > 0 for p in events)
+    accumulator = EventAccumulator(
+        str(exported_model.tensorboard_dir / "train"), size_guidance={"tensors": 0}
+    )
+    accumulator.Reload()
+    assert {"epoch_loss", "epoch_accuracy"} <= set(accumulator.Tags()["tensors"])
+    assert len(accumulator.Tensors("epoch_loss")) == TrainConfig().epochs
 
 
 def test_same_seed_gives_same_version_and_another_seed_does_not(tmp_path: Path):
