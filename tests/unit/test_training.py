@@ -28,7 +28,9 @@ def test_export_holds_both_models_and_a_complete_card(exported_model: ExportResu
     card = read_card(folder)
 
     assert folder.name == card.version
-    assert {p.name for p in folder.iterdir()} == {"model.keras", "model.tflite", "model.json"}
+    shipped = {v.file for v in card.variants.values() if v.exported}
+    assert {p.name for p in folder.iterdir()} == {"model.keras", "model.json", *shipped}
+    assert "model.tflite" in shipped
     assert set(raw) == set(ModelCard.model_fields)
     assert card.input.shape == (64,)
     assert len(card.input.feature_names) == 64

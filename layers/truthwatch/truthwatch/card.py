@@ -121,6 +121,17 @@ class ModelFile(_Strict):
     bytes: int
 
 
+class ModelVariant(_Strict):
+    """One TFLite flatbuffer of the model, with what it costs and what it keeps."""
+
+    file: str
+    quantization: str = Field(description="none, dynamic_range or full_integer.")
+    bytes: int
+    heldout_accuracy: Proportion
+    exported: bool = Field(description="False when the variant lost too much accuracy to ship.")
+    note: str = ""
+
+
 class ModelCard(_Strict):
     """The contents of ``model.json``."""
 
@@ -138,6 +149,9 @@ class ModelCard(_Strict):
     heldout_metrics: HeldoutMetrics
     baseline: Baseline
     files: dict[str, ModelFile]
+    variants: dict[str, ModelVariant] = Field(
+        default_factory=dict, description="TFLite variants by name: float32, dynamic_range, full_integer."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:

@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 BackendName = Literal["litert", "tensorflow"]
 BACKENDS: tuple[BackendName, ...] = ("litert", "tensorflow")
-BACKEND_FILES: dict[BackendName, str] = {"litert": "model.tflite", "tensorflow": "model.keras"}
+KERAS_FILE = "model.keras"
+DEFAULT_VARIANT = "float32"
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -163,7 +164,26 @@ def verify_file(folder: Path, card: ModelCard, file_name: str) -> Path:
     return path
 
 
-def load_runtime(path: Path, backend: BackendName = "litert") -> ModelRuntime:
+def variant_file(card: ModelCard, variant: str) -> str:
+    """The flatbuffer file of a TFLite variant the card lists as shipped.
+
+    Raises
+    ------
+    ModelLoadError
+        When the card does not list the variant or it was not shipped (with the card's reason).
+    """
+    if not card.variants and variant == DEFAULT_VARIANT:
+        return "model.tflite"
+    described = card.variants.get(variant)
+    if described is None:
+        known = ", ".join(sorted(card.variants)) or "none"
+        raise ModelLoadError("model.json", f"lists no TFLite variant {variant!r} (it lists {known})")
+    if not described.exported:
+        raise ModelLoadError("model.json", f"variant {variant!r} was not shipped ({described.note})")
+    return described.file
+
+
+def load_runtime(path: Path, backend: BackendName = "litert", variant: str = DEFAULT_VARIANT) -> ModelRuntime:
     """Load an exported model for serving.
 
     Parameters
@@ -172,6 +192,9 @@ def load_runtime(path: Path, backend: BackendName = "litert") -> ModelRuntime:
         A version folder (holding ``model.json``) or a model folder holding ``LATEST``.
     backend
         ``"litert"`` (default) or ``"tensorflow"``.
+    variant
+        With ``litert``: which flatbuffer, ``float32`` (default), ``dynamic_range`` or
+        ``full_integer``, as the card's ``variants`` lists them. Ignored by ``tensorflow``.
 
     Raises
     ------
@@ -185,9 +208,10 @@ def load_runtime(path: Path, backend: BackendName = "litert") -> ModelRuntime:
 
     folder = resolve_model_dir(path)
     card = read_card(folder)
-    model_file = verify_file(folder, card, BACKEND_FILES[backend])
+    file_name = variant_file(card, variant) if backend == "litert" else KERAS_FILE
+    model_file = verify_file(folder, card, file_name)
     engine: Backend = (
         LiteRTBackend(model_file) if backend == "litert" else TensorFlowBackend(model_file, card.n_features)
     )
-    logger.debug("model loaded", extra={"model_version": card.version, "backend": backend})
+    logger.debug("model loaded", extra={"model_version": card.version, "backend": backend, "file": file_name})
     return ModelRuntime(card, engine, backend, folder)

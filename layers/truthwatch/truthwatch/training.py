@@ -1,6 +1,8 @@
 """Train the digits classifier with Keras and export one versioned, self-describing folder.
 
-The exported folder holds ``model.keras``, ``model.tflite`` and ``model.json`` (the model card).
+The exported folder holds ``model.keras``, the TFLite flatbuffers (``model.tflite`` in float32 and
+the quantized variants that keep accuracy, see :mod:`truthwatch.quantize`) and ``model.json``
+(the model card).
 Preprocessing (pixel values 0..16 scaled to 0..1) is a layer of the model, so every runtime feeds
 raw rows and no handler keeps hidden state.
 
@@ -10,9 +12,7 @@ and TensorFlow's deterministic ops are switched on, so the same seed exports the
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import shutil
@@ -25,9 +25,18 @@ from typing import Any
 import numpy as np
 
 from truthwatch.baseline import build_baseline
-from truthwatch.card import CARD_FILE, HeldoutMetrics, InputSpec, ModelCard, ModelFile, TrainingData
+from truthwatch.card import (
+    CARD_FILE,
+    HeldoutMetrics,
+    InputSpec,
+    ModelCard,
+    ModelFile,
+    ModelVariant,
+    TrainingData,
+)
 from truthwatch.dataset import DIGITS_SOURCE, Split, load_digits_split
 from truthwatch.evaluation import evaluate_predictions
+from truthwatch.quantize import MAX_ACCURACY_LOSS, Flatbuffer, build_variants
 from truthwatch.registry import LATEST_FILE, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -77,20 +86,8 @@ def _build_model(config: TrainConfig, n_features: int, n_classes: int, value_max
     return model
 
 
-def _to_tflite(model: Any) -> bytes:
-    import tensorflow as tf
-
-    # The model's input is (None, n_features), so the flatbuffer keeps a dynamic batch axis. The
-    # converter prints the intermediate SavedModel's signature to stdout; it goes to the debug log.
-    chatter = io.StringIO()
-    with contextlib.redirect_stdout(chatter):
-        flatbuffer: bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    logger.debug("tflite converter output", extra={"output": chatter.getvalue()})
-    return flatbuffer
-
-
-def _content_version(model: Any, tflite: bytes) -> str:
-    """Hash of what the model files hold: architecture, weights and the TFLite flatbuffer.
+def _content_version(model: Any, flatbuffers: list[bytes]) -> str:
+    """Hash of what the model files hold: architecture, weights and the TFLite flatbuffers.
 
     The ``.keras`` archive itself carries its save time, so its bytes are not hashed directly.
     """
@@ -99,8 +96,26 @@ def _content_version(model: Any, tflite: bytes) -> str:
     for weights in model.get_weights():
         digest.update(str(weights.shape).encode())
         digest.update(np.ascontiguousarray(weights, dtype="<f4").tobytes())
-    digest.update(tflite)
+    for flatbuffer in flatbuffers:
+        digest.update(flatbuffer)
     return digest.hexdigest()[:12]
+
+
+def _keeps_accuracy(flatbuffer: Flatbuffer, reference: float) -> bool:
+    return flatbuffer.quantization == "none" or reference - flatbuffer.heldout_accuracy <= MAX_ACCURACY_LOSS
+
+
+def _variant(flatbuffer: Flatbuffer, reference: float) -> ModelVariant:
+    exported = _keeps_accuracy(flatbuffer, reference)
+    loss = reference - flatbuffer.heldout_accuracy
+    return ModelVariant(
+        file=flatbuffer.file,
+        quantization=flatbuffer.quantization,
+        bytes=len(flatbuffer.content),
+        heldout_accuracy=flatbuffer.heldout_accuracy,
+        exported=exported,
+        note="" if exported else f"not shipped: loses {loss:.4f} accuracy (limit {MAX_ACCURACY_LOSS})",
+    )
 
 
 def _describe(path: Path) -> ModelFile:
@@ -147,13 +162,16 @@ def train_and_export(artifacts: Path, config: TrainConfig | None = None) -> Expo
 
     proba = np.asarray(model.predict_on_batch(split.x_heldout))
     metrics = evaluate_predictions(split.y_heldout, proba.argmax(axis=1), split.class_names)
-    tflite = _to_tflite(model)
-    version = _content_version(model, tflite)
+    flatbuffers = build_variants(model, split.x_train, split.x_heldout, split.y_heldout)
+    shipped = [f for f in flatbuffers if _keeps_accuracy(f, metrics.accuracy)]
+    version = _content_version(model, [f.content for f in shipped])
 
     model.save(staging / "model.keras")
-    (staging / "model.tflite").write_bytes(tflite)
-    files = {name: _describe(staging / name) for name in ("model.keras", "model.tflite")}
-    card = _card(config, split, version, metrics, files)
+    for flatbuffer in shipped:
+        (staging / flatbuffer.file).write_bytes(flatbuffer.content)
+    files = {name: _describe(staging / name) for name in ["model.keras", *(f.file for f in shipped)]}
+    variants = {f.name: _variant(f, metrics.accuracy) for f in flatbuffers}
+    card = _card(config, split, version, metrics, files).model_copy(update={"variants": variants})
     (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
 
     return _publish(artifacts, model_root, staging, card)
