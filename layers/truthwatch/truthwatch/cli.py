@@ -7,6 +7,7 @@ Examples
     truthwatch train                       # artifacts/models/digits/<version>/
     truthwatch train --if-missing          # only when no model is exported yet
     truthwatch evaluate --backend tensorflow
+    truthwatch models                      # exported versions and their held-out metrics
 """
 
 from __future__ import annotations
@@ -94,6 +95,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the exported versions of a model with their held-out metrics and variants."""
+    from truthwatch.card import read_card
+    from truthwatch.registry import LATEST_FILE, list_versions
+
+    model_root = args.artifacts / "models" / args.name
+    folders = list_versions(model_root)
+    if not folders:
+        _say(f"no exported versions under {model_root}; run `truthwatch train`")
+        return 1
+
+    pointer = model_root / LATEST_FILE
+    latest = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
+    _say(f"{'version':<14}{'created':<22}{'accuracy':>9}{'macro F1':>10}  variants (bytes, accuracy)")
+    for folder in folders:
+        card = read_card(folder)
+        metrics = card.heldout_metrics
+        variants = ", ".join(
+            f"{name} {v.bytes} {v.heldout_accuracy:.4f}" + ("" if v.exported else " (not shipped)")
+            for name, v in card.variants.items()
+        )
+        mark = "*" if card.version == latest else " "
+        scores = f"{metrics.accuracy:>9.4f}{metrics.f1_macro:>10.4f}"
+        _say(f"{mark}{card.version:<13}{card.created:<22}{scores}  {variants}")
+    _say("* = LATEST")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``truthwatch`` command."""
     parser = argparse.ArgumentParser(
@@ -114,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="version folder, or model folder with LATEST")
     evaluate.add_argument("--backend", choices=("litert", "tensorflow"), default="litert")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    models = commands.add_parser("models", help="list exported versions with their held-out metrics")
+    models.set_defaults(func=cmd_models)
     return parser
 
 
