@@ -1,0 +1,309 @@
+"""Process one label object end to end: stream, parse, join, assess, report, publish.
+
+This is the one call the metrics handler makes per object. AWS clients come in through
+:class:`Services`, so tests hand in moto-backed ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from truthwatch import telemetry
+from truthwatch.card import CARD_FILE, ModelCard
+from truthwatch.drift import assess_drift
+from truthwatch.join import (
+    DynamoDBPredictionStore,
+    JoinResult,
+    MatchedRows,
+    PredictionStore,
+    collect_labels,
+    join_labels,
+)
+from truthwatch.labels import parse_label_stream, rejected_jsonl
+from truthwatch.notifications import LabelObject
+from truthwatch.publish import MetricPoint, hour_start, metric_data, put_metric_data, split_by_age
+from truthwatch.quality import assess_quality
+from truthwatch.records import format_time
+from truthwatch.report import build_report, rejected_key, report_key, to_html, to_json
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch.client import CloudWatchClient
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_s3.client import S3Client
+
+logger = logging.getLogger(__name__)
+
+_HOURLY_METRICS = tuple(m.name for m in telemetry.ALL_METRICS if m.publisher == "metrics")
+
+
+@dataclass(frozen=True)
+class Services:
+    """The clients and resource names one run needs."""
+
+    s3: S3Client
+    dynamodb: DynamoDBClient
+    cloudwatch: CloudWatchClient
+    predictions_table: str
+    data_bucket: str
+    namespace: str = telemetry.NAMESPACE
+
+
+@dataclass
+class CardCache:
+    """Model cards read from ``models/<name>/<version>/model.json`` in the data bucket, once each."""
+
+    s3: S3Client
+    bucket: str
+    cards: dict[tuple[str, str], ModelCard | None] = field(default_factory=dict)
+
+    def __call__(self, name: str, version: str) -> ModelCard | None:
+        """The card of ``name``/``version``, or None (logged) when it is missing or invalid."""
+        if (name, version) not in self.cards:
+            self.cards[(name, version)] = self._read(name, version)
+        return self.cards[(name, version)]
+
+    def _read(self, name: str, version: str) -> ModelCard | None:
+        key = f"models/{name}/{version}/{CARD_FILE}"
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return ModelCard.model_validate_json(body)
+        except ClientError as exc:
+            logger.warning(
+                "model card unavailable", extra={"key": key, "error": exc.response["Error"]["Code"]}
+            )
+        except ValidationError as exc:
+            logger.warning("model card invalid", extra={"key": key, "error": str(exc.errors()[:1])})
+        return None
+
+
+def process_label_object(
+    obj: LabelObject,
+    services: Services,
+    *,
+    store: PredictionStore | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Assess one label object; return a summary (status, row counts, reports written, data points).
+
+    ``status`` is ``processed``, or ``gone`` when the object was deleted or replaced since the
+    notification (the replacement has its own notification).
+    """
+    started = time.perf_counter()
+    now = now or datetime.now(UTC)
+    body = _open(obj, services.s3)
+    if body is None:
+        return {"status": "gone", "key": obj.key}
+
+    labels = collect_labels(parse_label_stream(body))
+    store = store or DynamoDBPredictionStore(services.dynamodb, services.predictions_table)
+    result = join_labels(labels, store, CardCache(services.s3, services.data_bucket))
+
+    model_names = _model_names(result, services)
+    reports, points, stale = _assess(obj, result, now)
+    points.extend(_count_points(result, model_names, now))
+    fresh, too_old = split_by_age(points, now)
+    stale.extend(too_old)
+
+    data = metric_data(fresh)
+    written = _write(obj, result, reports, stale, len(data), services, now)
+    calls = put_metric_data(services.cloudwatch, data, services.namespace)
+
+    summary = {
+        "status": "processed",
+        "key": obj.key,
+        **{k: v for k, v in result.accounting().items() if isinstance(v, int)},
+        "versions": [v for _, v in result.versions],
+        "reports": written,
+        "data_points": len(data),
+        "put_metric_data_calls": calls,
+        "not_published": len(stale),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    logger.info("label object processed", extra=summary)
+    return summary
+
+
+def _open(obj: LabelObject, s3: S3Client) -> Any:
+    args: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
+    if obj.version_id:
+        args["VersionId"] = obj.version_id
+    elif obj.etag:
+        # The object named by the notification, not a newer one written under the same key since.
+        args["IfMatch"] = obj.etag if obj.etag.startswith('"') else f'"{obj.etag}"'
+    try:
+        return s3.get_object(**args)["Body"]
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code in {"NoSuchKey", "NoSuchVersion", "PreconditionFailed", "412", "404"}:
+            logger.warning("label object gone", extra={"bucket": obj.bucket, "key": obj.key, "error": code})
+            return None
+        raise
+
+
+def _model_names(result: JoinResult, services: Services) -> list[str]:
+    names = sorted({name for name, _ in result.versions})
+    if names:
+        return names
+    # Nothing matched, so no record names the model; the cards the inference function uploaded do.
+    listing = services.s3.list_objects_v2(Bucket=services.data_bucket, Prefix="models/", Delimiter="/")
+    return [p["Prefix"].split("/")[1] for p in listing.get("CommonPrefixes", [])]
+
+
+def _assess(
+    obj: LabelObject, result: JoinResult, now: datetime
+) -> tuple[list[dict[str, Any]], list[MetricPoint], list[MetricPoint]]:
+    reports: list[dict[str, Any]] = []
+    points: list[MetricPoint] = []
+    stale: list[MetricPoint] = []
+    source = {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "etag": obj.etag}
+    accounting = result.accounting()
+
+    for (name, version), matched in sorted(result.versions.items()):
+        quality = assess_quality(
+            matched.y_true, matched.y_pred, matched.probabilities, matched.card.class_names
+        )
+        drift = assess_drift(
+            matched.card, matched.y_pred, matched.confidence, matched.bins, matched.rows_without_inputs
+        )
+        hours, hour_points = _hourly(name, version, matched, now)
+        points.extend(hour_points)
+        reports.append(
+            build_report(
+                source=source,
+                processed_at=now,
+                model={"name": name, "version": version},
+                rows={**accounting, "matched_this_version": matched.rows},
+                quality={
+                    "rows": quality.rows,
+                    "classes_present": quality.classes_present,
+                    "metrics": quality.values,
+                    "omitted": quality.omitted,
+                    "per_class": quality.per_class,
+                    "confusion_matrix": {
+                        "labels": list(matched.card.class_names),
+                        "matrix": quality.confusion,
+                    },
+                    "bootstrap": quality.bootstrap,
+                },
+                drift=drift.summary(),
+                hours=hours,
+                publication={},
+            )
+        )
+
+    if not reports:
+        reports.append(
+            build_report(
+                source=source,
+                processed_at=now,
+                model=None,
+                rows={**accounting, "matched_this_version": 0},
+                quality=None,
+                drift=None,
+                hours=[],
+                publication={},
+            )
+        )
+    return reports, points, stale
+
+
+def _hourly(
+    name: str, version: str, matched: MatchedRows, now: datetime
+) -> tuple[list[dict[str, Any]], list[MetricPoint]]:
+    hours: list[dict[str, Any]] = []
+    points: list[MetricPoint] = []
+    for hour, rows in matched.by_hour():
+        moment = hour_start(hour)
+        quality = assess_quality(
+            rows.y_true, rows.y_pred, rows.probabilities, rows.card.class_names, detail=False
+        )
+        drift = assess_drift(rows.card, rows.y_pred, rows.confidence, rows.bins)
+        values: dict[str, float] = {**quality.values, "labels_matched": float(rows.rows)}
+        if drift.prediction_psi is not None:
+            values["prediction_psi"] = drift.prediction_psi
+        if drift.feature_psi_max is not None:
+            values["feature_psi_max"] = drift.feature_psi_max
+        hour_points = [
+            MetricPoint(metric, values[metric], moment, name, version)
+            for metric in _HOURLY_METRICS
+            if metric in values
+        ]
+        fresh, _ = split_by_age(hour_points, now)
+        entry: dict[str, Any] = {
+            "hour": format_time(moment),
+            "rows": rows.rows,
+            "metrics": {k: v for k, v in values.items() if k != "labels_matched"},
+            "published": bool(fresh),
+        }
+        if not fresh:
+            entry["not_published_reason"] = "older than CloudWatch's two weeks; in this report only"
+        hours.append(entry)
+        points.extend(hour_points)
+    return hours, points
+
+
+def _count_points(result: JoinResult, model_names: Iterable[str], now: datetime) -> list[MetricPoint]:
+    # These describe the file, not a prediction hour, so they are stamped with the processing time.
+    # The version dimension is set only when every matched row belongs to one version.
+    versions = {v for _, v in result.versions}
+    version = next(iter(versions)) if len(versions) == 1 else None
+    counts = {
+        "labels_read": result.read,
+        "labels_unknown": result.unknown,
+        "labels_rejected": len(result.rejected),
+        "labels_duplicate": result.duplicate,
+    }
+    return [
+        MetricPoint(metric, float(value), now, model_name, version)
+        for model_name in model_names
+        for metric, value in counts.items()
+    ]
+
+
+def _write(
+    obj: LabelObject,
+    result: JoinResult,
+    reports: list[dict[str, Any]],
+    stale: list[MetricPoint],
+    data_points: int,
+    services: Services,
+    now: datetime,
+) -> list[str]:
+    written: list[str] = []
+    not_published = sorted({format_time(p.timestamp) for p in stale})
+    for report in reports:
+        report["publication"] = {
+            "namespace": services.namespace,
+            "data_points": data_points,
+            "not_published_hours": not_published,
+            "note": "values older than two weeks cannot be sent to CloudWatch and are in this report only"
+            if not_published
+            else "",
+        }
+        version = report["model"]["version"] if report["model"] else None
+        for suffix, body, content_type in (
+            (".json", to_json(report), "application/json"),
+            (".html", to_html(report).encode("utf-8"), "text/html; charset=utf-8"),
+        ):
+            key = report_key(version, now, obj.key, suffix)
+            services.s3.put_object(Bucket=services.data_bucket, Key=key, Body=body, ContentType=content_type)
+            written.append(key)
+
+    if result.rejected:
+        key = rejected_key(obj.key)
+        services.s3.put_object(
+            Bucket=services.data_bucket,
+            Key=key,
+            Body=rejected_jsonl(result.rejected),
+            ContentType="application/x-ndjson",
+        )
+        written.append(key)
+    return written
