@@ -1,0 +1,281 @@
+"""Inference function: ``POST /predict``, ``GET /health`` and ``GET /model`` behind API Gateway.
+
+Thin by design: Powertools routes the event (REST API v1 or HTTP API v2) and validates the body
+against ``truthwatch.serving.PredictRequest``; the package does the rest. The model, the settings
+and the AWS clients are built on first use and kept for the life of the execution environment,
+so importing this module needs no environment variables and loads nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache, cached_property
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Annotated, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import (
+    APIGatewayHttpResolver,
+    APIGatewayRestResolver,
+    Response,
+)
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+
+from truthwatch import inference_metrics, serving
+from truthwatch.capture import FAILURE_EVENT, LogOnlyRecorder, Recorder
+from truthwatch.serving import (
+    ErrorResponse,
+    HealthResponse,
+    InferenceService,
+    PredictRequest,
+    PredictResponse,
+    RequestError,
+    ServingSettings,
+)
+from truthwatch.telemetry import NAMESPACE
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+tracer = Tracer()
+# service="" keeps Powertools from adding a `service` dimension the contract does not have.
+metrics = Metrics(namespace=NAMESPACE, service="")
+router = Router()  # type: ignore[no-untyped-call]
+
+_recorder_override: Recorder | None = None
+
+
+@cache
+def settings() -> ServingSettings:
+    """The function's settings, read from the environment once."""
+    return ServingSettings.from_env(os.environ)
+
+
+@cache
+def service() -> InferenceService:
+    """The loaded model with its recorder; built on the first request of an environment."""
+    from truthwatch.runtime import load_runtime
+
+    config = settings()
+    runtime = load_runtime(config.model_dir, config.backend)
+    _publish_card(config, runtime)
+    recorder = _recorder_override or _table_recorder(config)
+    logger.info(
+        "model loaded",
+        extra={
+            "model_version": runtime.card.version,
+            "backend": config.backend,
+            "capture": config.capture_mode,
+        },
+    )
+    return InferenceService(runtime, config, recorder)
+
+
+def use_recorder(recorder: Recorder | None) -> None:
+    """Send records to ``recorder`` instead of the table (benchmarks); ``None`` restores the table."""
+    global _recorder_override
+    _recorder_override = recorder
+    service.cache_clear()
+
+
+def _table_recorder(config: ServingSettings) -> Recorder:
+    if config.predictions_table is None:
+        logger.warning("PREDICTIONS_TABLE is unset: every record goes to the log as capture_failed")
+        return LogOnlyRecorder()
+    import boto3
+
+    from truthwatch.capture import DynamoDBRecorder
+
+    return DynamoDBRecorder(boto3.client("dynamodb"), config.predictions_table)
+
+
+def _publish_card(config: ServingSettings, runtime: Any) -> None:
+    if config.data_bucket is None:
+        return
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        key = serving.publish_card(boto3.client("s3"), config.data_bucket, runtime.card)
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("model card upload failed", extra={"bucket": config.data_bucket, "error": str(exc)})
+        return
+    logger.info("model card published", extra={"bucket": config.data_bucket, "key": key})
+
+
+# ---- routes -----------------------------------------------------------------------------------------
+
+_ERRORS: dict[int, OpenAPIResponse] = {
+    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+    for status, text in (
+        (400, "The body is not usable; `error.details` says where."),
+        (413, "The body or the batch is over its limit."),
+        (415, "The body is not JSON, or its encoding is not gzip."),
+    )
+}
+
+
+@router.post(
+    "/predict",
+    summary="Predict a batch of rows",
+    description="Rows as `instances` or TensorFlow Serving `inputs`; each row is recorded with its id.",
+    responses={
+        200: {
+            "description": "One prediction per row",
+            "content": {"application/json": {"model": PredictResponse}},
+        },
+        **_ERRORS,
+    },
+)
+def predict(request: Annotated[PredictRequest, Body()]) -> Response[str]:
+    """Predict, record, count, answer."""
+    current = service()
+    outcome = current.predict(request)
+    for entry in outcome.lost:
+        logger.error(FAILURE_EVENT, extra={"record": entry})
+    inference_metrics.record_prediction(metrics, current.card, outcome)
+    logger.info(
+        "predicted",
+        extra={"rows": outcome.rows, "capture_failures": len(outcome.lost), "latency_ms": outcome.latency_ms},
+    )
+    return Response(HTTPStatus.OK, serving.JSON_MEDIA_TYPE, serving.dumps(outcome.body))
+
+
+@router.get(
+    "/health",
+    summary="Is the model loaded",
+    responses={200: {"description": "Loaded", "content": {"application/json": {"model": HealthResponse}}}},
+)
+def health() -> dict[str, str]:
+    """The served model's name, version and back end."""
+    return service().health()
+
+
+@router.get("/model", summary="The served model card, without file checksums")
+def model_card() -> dict[str, Any]:
+    """The model card as ``GET /model`` serves it."""
+    return service().card.public()
+
+
+# ---- errors ----------------------------------------------------------------------------------------
+
+
+def _refuse(error: RequestError) -> Response[str]:
+    # A refusal before the first successful load is counted without model dimensions.
+    card = service().card if service.cache_info().currsize else None
+    inference_metrics.record_client_error(metrics, card)
+    logger.info("request refused", extra={"status": int(error.status), "code": error.code})
+    body = serving.dumps(error.body())
+    return Response(int(error.status), serving.JSON_MEDIA_TYPE, body, headers=error.headers)
+
+
+def _on_request_error(exc: RequestError) -> Response[str]:
+    return _refuse(exc)
+
+
+def _on_media_type(exc: RequestUnsupportedContentType) -> Response[str]:
+    try:
+        serving.check_media_type(router.current_event.headers.get("content-type"))
+    except RequestError as refused:
+        return _refuse(refused)
+    raise exc
+
+
+def _on_invalid(exc: RequestValidationError) -> Response[str]:
+    return _refuse(serving.validation_error(exc.errors()))
+
+
+def _on_unmatched(exc: NotFoundError) -> Response[str]:
+    return _refuse(serving.unmatched_route(router.current_event.http_method, router.current_event.path))
+
+
+def _on_model_output(exc: serving.ModelOutputError) -> Response[str]:
+    logger.error("model output invalid", extra={"error": str(exc)})
+    error = RequestError(HTTPStatus.INTERNAL_SERVER_ERROR, "model_output_invalid", str(exc))
+    return Response(500, serving.JSON_MEDIA_TYPE, serving.dumps(error.body()))
+
+
+_ERROR_HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
+    (RequestError, _on_request_error),
+    (RequestUnsupportedContentType, _on_media_type),
+    (RequestValidationError, _on_invalid),
+    (NotFoundError, _on_unmatched),
+    (serving.ModelOutputError, _on_model_output),
+)
+
+
+# ---- the two API Gateway event shapes --------------------------------------------------------------
+
+
+class _Decoding(BaseProxyEvent):
+    """Undo base64 and gzip within the body limit, and read any JSON media type as JSON."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers = super().headers
+        kind = serving.media_type(headers.get("content-type"))
+        if kind and kind.startswith("application/") and kind.endswith("json"):
+            # Powertools compares the raw header with "application/json" case-sensitively.
+            headers["content-type"] = serving.JSON_MEDIA_TYPE
+        return headers
+
+    @cached_property
+    def decoded_body(self) -> str | None:
+        return serving.decode_body(
+            self.body,
+            bool(self.is_base64_encoded),
+            self.headers.get("content-encoding"),
+            settings().max_body_bytes,
+        )
+
+
+class _RestEvent(_Decoding, APIGatewayProxyEvent):
+    pass
+
+
+class _HttpEvent(_Decoding, APIGatewayProxyEventV2):
+    pass
+
+
+class _RestResolver(APIGatewayRestResolver):
+    # Maintenance: Powertools builds the event data class in this private method; overriding it
+    # is the one place to decode the body before validation parses it.
+    def _to_proxy_event(self, event: dict[str, Any]) -> BaseProxyEvent:
+        return _RestEvent(event, self._json_body_deserializer)
+
+
+class _HttpResolver(APIGatewayHttpResolver):
+    def _to_proxy_event(self, event: dict[str, Any]) -> BaseProxyEvent:
+        return _HttpEvent(event, self._json_body_deserializer)
+
+
+def _resolver(kind: type[ApiGatewayResolver]) -> ApiGatewayResolver:
+    app = kind(enable_validation=True, serializer=serving.dumps, json_body_deserializer=serving.parse_json)
+    app.include_router(router)
+    for exc_class, handler in _ERROR_HANDLERS:
+        app.exception_handler(exc_class)(handler)
+    return app
+
+
+rest_app = _resolver(_RestResolver)
+http_app = _resolver(_HttpResolver)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Answer an API Gateway event: HTTP API (payload 2.0) or REST API (payload 1.0)."""
+    app = http_app if event.get("version") == "2.0" else rest_app
+    return app.resolve(event, context)
