@@ -48,6 +48,7 @@ demo: setup ## the main job: train if no model is exported, then score the held-
 	$(BIN)/truthwatch --artifacts $(ARTIFACTS) evaluate
 
 bench: setup ## run every benchmark in bench/ and record its figures in bench/results/
+	$(BIN)/truthwatch --artifacts $(ARTIFACTS) train --if-missing
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 lock: ## re-pin requirements/dev.txt from the groups in pyproject.toml (needs the package registry)
