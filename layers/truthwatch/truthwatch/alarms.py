@@ -271,10 +271,12 @@ def region_code(display_name: str) -> str | None:
     """The region code for a display name such as ``US East (N. Virginia)``, from botocore's data."""
     from botocore.loaders import Loader  # botocore ships the partition table; loaded only on this path
 
+    # Alarm notifications still say "EU (Ireland)" where botocore says "Europe (Ireland)".
+    wanted = {display_name, re.sub(r"^EU \(", "Europe (", display_name)}
     endpoints = Loader().load_data("endpoints")
     for partition in endpoints.get("partitions", []):
         for code, region in partition.get("regions", {}).items():
-            if region.get("description") == display_name:
+            if region.get("description") in wanted:
                 return str(code)
     return None
 
