@@ -292,32 +292,27 @@ def _cw_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
-@dataclass
-class _Arrived:
-    at: float
-    namespace: str
-    name: str
-    dimensions: tuple[tuple[str, str], ...]
-    sample: Sample
+MetricKey = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
 class ArrivalLog:
     """Every datapoint moto has stored, stamped with the monotonic time the evaluator first saw it.
 
     Reads the list moto's CloudWatch backend keeps in this process (the stack and moto share it),
-    from where it stopped last time.
+    from where it stopped last time, and indexes it by metric (namespace, name, dimension set).
     """
 
     def __init__(self, backend_data: Callable[[], list[Any]]) -> None:
         self._backend_data = backend_data
         self._seen = 0
-        self.entries: list[_Arrived] = []
+        self.by_metric: dict[MetricKey, list[tuple[float, Sample]]] = {}
 
     def poll(self, now: float) -> int:
         """Take in what arrived since the last call; returns how many datapoints were new."""
         data = self._backend_data()
         if len(data) < self._seen:  # moto was reset
             self._seen = 0
+            self.by_metric.clear()
         fresh = data[self._seen :]
         self._seen = len(data)
         for datum in fresh:
@@ -325,19 +320,13 @@ class ArrivalLog:
             if sample is None:
                 continue
             dimensions = tuple(sorted((d.name, d.value) for d in datum.dimensions))
-            self.entries.append(_Arrived(now, datum.namespace, datum.name, dimensions, sample))
+            self.by_metric.setdefault((datum.namespace, datum.name, dimensions), []).append((now, sample))
         return len(fresh)
 
     def samples(self, rule: AlarmRule, start: float, end: float) -> list[Sample]:
         """The rule's metric's samples that arrived in ``[start, end)``."""
-        return [
-            e.sample
-            for e in self.entries
-            if start <= e.at < end
-            and e.name == rule.metric_name
-            and e.namespace == rule.namespace
-            and e.dimensions == rule.dimensions
-        ]
+        entries = self.by_metric.get((rule.namespace, rule.metric_name, rule.dimensions), [])
+        return [sample for at, sample in entries if start <= at < end]
 
 
 def _sample_of(datum: Any) -> Sample | None:

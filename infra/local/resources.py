@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.cfn import Function, Resolver, Template, load_template
+from infra.cfn import Function, Resolver, Template, load_template, samconfig_overrides
 from infra.local.gateway import Route
 from infra.local.runtime import FunctionSpec
 
 logger = logging.getLogger(__name__)
 
 LOCAL_QUEUE_PREFIX = "local-delivery"
+LOCAL_PARAMETERS = {"AlertEmail": "oncall@example.com", "SenderEmail": "truthwatch@example.com"}
+"""Values for parameters that have no default and no samconfig value; a deployment must set them."""
 _CLIENT_KEYS = ("Namespace", "MetricName", "Statistic", "ExtendedStatistic", "Period", "Unit")
 
 
@@ -134,13 +136,15 @@ def provision(
     """
     template = load_template(root / "template.yaml")
     stack_name = _stack_name(template, config_env)
-    parameters = template.parameters(env=config_env, overrides=_declared(template, overrides))
+    parameters = template.parameters(env=config_env, overrides=_declared(template, overrides, config_env))
+    names_of = local_names(template, stack_name)
     resolver = template.resolver(
         parameters,
         stack_name=stack_name,
         region=region,
         account=account,
-        names=local_names(template, stack_name),
+        names=names_of,
+        attributes=lambda lid, attribute: local_attribute(names_of(lid), attribute),
     )
     active = {lid: res for lid, res in template.resources.items() if resolver.is_active(lid)}
     names = {lid: resolver.physical_name(lid) for lid in active}
@@ -173,6 +177,17 @@ def provision(
     return Provisioned(parameters, names, functions, alarms, stack_name)
 
 
+def local_attribute(physical_name: str, attribute: str) -> str:
+    """``Fn::GetAtt`` of attributes that exist only once deployed (a published version, an API id).
+
+    The local stack runs ``$LATEST`` of every function, so a version number is ``1``; anything else
+    gets a stable placeholder naming the resource, which no local resource reads.
+    """
+    if attribute in ("Version.Version", "Version"):
+        return "1"
+    return f"{physical_name}-{attribute.replace('.', '-').lower()}"
+
+
 def _stack_name(template: Template, config_env: str) -> str:
     try:
         return template.stack_name(config_env)
@@ -180,12 +195,19 @@ def _stack_name(template: Template, config_env: str) -> str:
         return "truthwatch"
 
 
-def _declared(template: Template, overrides: dict[str, str]) -> dict[str, str]:
+def _declared(template: Template, overrides: dict[str, str], config_env: str) -> dict[str, str]:
     declared = template.body.get("Parameters", {})
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise ValueError(f"--parameter names {', '.join(unknown)}, which template.yaml does not declare")
-    return overrides
+    configured = samconfig_overrides(template.samconfig, config_env)
+    values = {
+        name: value
+        for name, value in LOCAL_PARAMETERS.items()
+        if name in declared and "Default" not in declared[name] and name not in configured
+    }
+    values.update(overrides)
+    return values
 
 
 def _create_bucket(s3: Any, resolver: Resolver, logical_id: str) -> None:

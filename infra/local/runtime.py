@@ -113,15 +113,20 @@ class _ThreadRouter(io.TextIOBase):
 
 
 def _install_router() -> None:
-    # Installed lazily at each invocation: a test runner may have replaced sys.stdout since.
+    # Installed lazily at each invocation: a test runner may have replaced the streams since.
+    # Lambda sends both streams to the function's log, so both are captured.
     if not isinstance(sys.stdout, _ThreadRouter):
         sys.stdout = _ThreadRouter(sys.stdout)
+    if not isinstance(sys.stderr, _ThreadRouter):
+        sys.stderr = _ThreadRouter(sys.stderr)
 
 
 def uninstall_router() -> None:
-    """Put back the ``sys.stdout`` that was there before the first invocation."""
+    """Put back the streams that were there before the first invocation."""
     if isinstance(sys.stdout, _ThreadRouter):
         sys.stdout = sys.stdout.base
+    if isinstance(sys.stderr, _ThreadRouter):
+        sys.stderr = sys.stderr.base
 
 
 @contextmanager

@@ -240,15 +240,18 @@ class LocalStack:
 
     def _start_services(self, model_folder: Path) -> None:
         config = self.config
-        self.provisioned = provision(
-            root=config.root,
-            clients=self.client,
-            region=config.region,
-            account=ACCOUNT,
-            config_env=config.config_env,
-            overrides=config.parameters,
-            model_dir=config.model_dir,
-        )
+        try:
+            self.provisioned = provision(
+                root=config.root,
+                clients=self.client,
+                region=config.region,
+                account=ACCOUNT,
+                config_env=config.config_env,
+                overrides=config.parameters,
+                model_dir=config.model_dir,
+            )
+        except ValueError as exc:  # infra.cfn.TemplateError and bad --parameter values
+            raise StackError(f"cannot create the resources of template.yaml: {exc}") from None
         cloudwatch: CloudWatchClient = self.client("cloudwatch")
         logs = config.state_dir / "logs"
 
