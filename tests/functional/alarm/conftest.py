@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto import mock_aws
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
@@ -41,8 +42,9 @@ class FakeContext:
 
 
 @pytest.fixture
-def lambda_context() -> FakeContext:
-    return FakeContext()
+def lambda_context() -> LambdaContext:
+    """A context with the attributes the handler and Powertools read."""
+    return cast(LambdaContext, FakeContext())
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.alarm import app
 from tests.events import load_event
-from tests.functional.alarm.conftest import BUCKET, DASHBOARD, SENDER, FakeContext
+from tests.functional.alarm.conftest import BUCKET, DASHBOARD, SENDER
 from tests.functional.alarm.mail import SentEmail, put_points, sent_emails
 from truthwatch.alarms import AlarmEventError
 from truthwatch.notify import DeliveryError
@@ -51,7 +52,7 @@ def _seed_accuracy(cloudwatch: Any) -> None:
 
 
 def test_sns_metric_alarm_firing_email_names_value_threshold_and_links(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     _seed_accuracy(aws["cloudwatch"])
 
@@ -86,7 +87,7 @@ def test_sns_metric_alarm_firing_email_names_value_threshold_and_links(
 
 
 def test_sns_metric_alarm_recovered_reads_recovered_with_threshold(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     event = _sns_alarm(
         load_event("alarm-sns-metric"),
@@ -112,7 +113,7 @@ def test_sns_metric_alarm_recovered_reads_recovered_with_threshold(
 
 @pytest.mark.parametrize("old_state", ["ALARM", "OK"])
 def test_transition_to_insufficient_data_reads_no_data_never_resolved(
-    aws: dict[str, Any], lambda_context: FakeContext, old_state: str
+    aws: dict[str, Any], lambda_context: LambdaContext, old_state: str
 ) -> None:
     event = _sns_alarm(
         load_event("alarm-sns-metric"),
@@ -139,7 +140,7 @@ def test_transition_to_insufficient_data_reads_no_data_never_resolved(
 
 
 def test_metric_math_alarm_shows_expression_and_its_inputs(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     put_points(
         aws["cloudwatch"], "AWS/ApiGateway", "5XXError", {"ApiName": "truthwatch"}, [(_at(14, 25), 3.0)]
@@ -167,7 +168,7 @@ def test_metric_math_alarm_shows_expression_and_its_inputs(
 
 
 def test_anomaly_band_alarm_reads_the_band_not_a_threshold(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     put_points(
         aws["cloudwatch"],
@@ -194,7 +195,7 @@ def test_anomaly_band_alarm_reads_the_band_not_a_threshold(
 
 
 def test_direct_lambda_action_metric_alarm_uses_reason_data(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     put_points(
         aws["cloudwatch"], "Truthwatch", "feature_psi_max", {"ModelName": "digits"}, [(_at(11), 0.3172)]
@@ -213,7 +214,7 @@ def test_direct_lambda_action_metric_alarm_uses_reason_data(
 
 
 def test_direct_lambda_action_composite_alarm_names_rule_and_child(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     app.lambda_handler(load_event("alarm-lambda-composite"), lambda_context)
 
@@ -225,7 +226,7 @@ def test_direct_lambda_action_composite_alarm_names_rule_and_child(
     assert "#alarmsV2:alarm/truthwatch-digits-quality" in mail.html
 
 
-def test_eventbridge_state_change_recovered(aws: dict[str, Any], lambda_context: FakeContext) -> None:
+def test_eventbridge_state_change_recovered(aws: dict[str, Any], lambda_context: LambdaContext) -> None:
     app.lambda_handler(load_event("alarm-eventbridge-state-change"), lambda_context)
 
     mail = _only_email()
@@ -237,7 +238,7 @@ def test_eventbridge_state_change_recovered(aws: dict[str, Any], lambda_context:
 
 
 def test_sns_message_that_is_not_an_alarm_is_forwarded_as_a_notice(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     outcome = app.lambda_handler(load_event("alarm-sns-notice"), lambda_context)
 
@@ -250,7 +251,7 @@ def test_sns_message_that_is_not_an_alarm_is_forwarded_as_a_notice(
 
 
 def test_alarm_like_sns_message_that_cannot_be_read_is_forwarded_not_crashed(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     event = _sns_alarm(load_event("alarm-sns-metric"), NewStateValue="PANIC")
 
@@ -262,7 +263,7 @@ def test_alarm_like_sns_message_that_cannot_be_read_is_forwarded_not_crashed(
 
 
 def test_same_state_change_delivered_twice_sends_one_email(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     first = app.lambda_handler(load_event("alarm-sns-metric"), lambda_context)
     app.notifier.cache_clear()  # a second container: only the table remembers
@@ -274,7 +275,7 @@ def test_same_state_change_delivered_twice_sends_one_email(
 
 
 def test_same_change_by_sns_and_by_eventbridge_sends_one_email(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     bridge = load_event("alarm-eventbridge-state-change")
     sns = _sns_alarm(
@@ -294,7 +295,7 @@ def test_same_change_by_sns_and_by_eventbridge_sends_one_email(
 
 
 def test_a_new_state_change_of_the_same_alarm_sends_again(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     app.lambda_handler(load_event("alarm-sns-metric"), lambda_context)
     later = _sns_alarm(load_event("alarm-sns-metric"), StateChangeTime="2024-06-03T12:05:12.345+0000")
@@ -305,7 +306,7 @@ def test_a_new_state_change_of_the_same_alarm_sends_again(
 
 
 def test_send_failure_fails_the_invocation_and_the_retry_sends(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     aws["ses"].delete_email_identity(EmailIdentity=SENDER)
 
@@ -321,7 +322,7 @@ def test_send_failure_fails_the_invocation_and_the_retry_sends(
 
 
 def test_unrecognised_event_fails_loudly_and_sends_nothing(
-    aws: dict[str, Any], lambda_context: FakeContext
+    aws: dict[str, Any], lambda_context: LambdaContext
 ) -> None:
     with pytest.raises(AlarmEventError, match=r"keys \['detail', 'detail-type', 'source'\]"):
         app.lambda_handler(
