@@ -52,9 +52,16 @@ def test_settings_from_env() -> None:
 
     assert settings.recipients == ("oncall@example.com",)
     assert settings.dashboard_name == "truthwatch"
+    assert settings.data_bucket == "bucket"
 
 
-@pytest.mark.parametrize("name", sorted(ENV))
+def test_links_settings_are_optional() -> None:
+    settings = AlarmSettings.from_env({k: v for k, v in ENV.items() if k != "DATA_BUCKET"})
+
+    assert (settings.data_bucket, settings.dashboard_name) == (None, None)
+
+
+@pytest.mark.parametrize("name", ["ALERT_EMAIL", "SENDER_EMAIL", "IDEMPOTENCY_TABLE"])
 def test_missing_setting_is_named(name: str) -> None:
     env = {k: v for k, v in ENV.items() if k != name}
 

@@ -93,12 +93,15 @@ class AlarmSettings:
     recipients: tuple[str, ...]
     sender: str
     idempotency_table: str
-    data_bucket: str
+    data_bucket: str | None = None
     dashboard_name: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AlarmSettings:
         """Read ``ALERT_EMAIL``, ``SENDER_EMAIL``, ``IDEMPOTENCY_TABLE``, ``DATA_BUCKET``, ``DASHBOARD_NAME``.
+
+        The last two only feed links: without them the email leaves that link out rather than
+        failing, because a missing link must never cost the alarm its email.
 
         Raises
         ------
@@ -119,7 +122,7 @@ class AlarmSettings:
             recipients=parse_recipients(required("ALERT_EMAIL")),
             sender=sender,
             idempotency_table=required("IDEMPOTENCY_TABLE"),
-            data_bucket=required("DATA_BUCKET"),
+            data_bucket=environ.get("DATA_BUCKET", "").strip() or None,
             dashboard_name=environ.get("DASHBOARD_NAME", "").strip() or None,
         )
 

@@ -329,3 +329,16 @@ def test_unrecognised_event_fails_loudly_and_sends_nothing(
             {"source": "aws.s3", "detail-type": "Object Created", "detail": {}}, lambda_context
         )
     assert sent_emails() == []
+
+
+def test_email_goes_out_without_the_link_settings(
+    aws: dict[str, Any], lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATA_BUCKET")
+    monkeypatch.delenv("DASHBOARD_NAME")
+
+    app.lambda_handler(load_event("alarm-sns-metric"), lambda_context)
+
+    mail = _only_email()
+    assert ALARM_LINK in mail.text
+    assert "Dashboard:" not in mail.text and "Latest reports:" not in mail.text
