@@ -1,0 +1,247 @@
+"""The metrics function end to end against moto: events in, reports, rejected rows and metrics out."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from functions.metrics import app
+from tests.events import load_event
+from tests.functional.metrics.conftest import BUCKET, FakeContext, Stack, record_predictions
+
+CSV_KEY = "labels/2024-06-03/déjà vu+batch.csv"
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _s3_event(key_etag: str) -> dict[str, object]:
+    event = load_event("s3-object-created-labels")
+    event["Records"][0]["s3"]["object"]["eTag"] = key_etag
+    return event
+
+
+def _messy_csv(stack: Stack) -> tuple[bytes, dict[str, int]]:
+    """A label file with every kind of row, and the counts it must produce."""
+    lines = ["\ufeff Inference_Id , Ground_Truth ,note"]
+    spellings = ["{}", " {} ", "{}.0", '"{}"']
+    for i in range(250):
+        label = spellings[i % 4].format(stack.y_true[i])
+        lines.append(f"{stack.ids[i]},{label},ok")
+        if i % 60 == 0:
+            lines.append("")
+    for i in range(5):  # a wrong label first, then the right one: the later row wins
+        lines.insert(1, f"{stack.ids[i]},{(stack.y_true[i] + 5) % 10},early")
+    lines += [f"0190ffff-0000-7000-8000-{i:012d},3,not recorded" for i in range(4)]
+    lines += [f"{stack.ids[260]},,missing label", f"{stack.ids[261]},cat,unknown", f"{stack.ids[262]}"]
+    body = ("\r\n".join(lines) + "\r\n").encode("utf-8")
+    return body, {"read": 250 + 5 + 4 + 3, "matched": 250, "duplicate": 5, "unknown": 4, "rejected": 3}
+
+
+def test_metrics_accounts_for_every_row_of_a_messy_csv(stack: Stack, lambda_context: FakeContext) -> None:
+    predicted_at = datetime.now(UTC) - timedelta(hours=3)
+    record_predictions(stack, predicted_at)
+    body, expected = _messy_csv(stack)
+    etag = stack.put_labels(CSV_KEY, body)
+
+    outcome = app.lambda_handler(_s3_event(etag), lambda_context)
+
+    [summary] = outcome["processed"]
+    assert {k: summary[k] for k in expected} == expected
+    assert (
+        summary["read"]
+        == summary["matched"] + summary["unknown"] + summary["rejected"] + summary["duplicate"]
+    )
+
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    report_key = f"reports/{stack.card.version}/{today}/2024-06-03/déjà vu+batch.csv.json"
+    report = json.loads(stack.s3.get_object(Bucket=BUCKET, Key=report_key)["Body"].read())
+    y_true, y_pred = np.array(stack.y_true[:250]), np.array(stack.y_pred[:250])
+    metrics = report["quality"]["metrics"]
+    assert metrics["accuracy_score"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert metrics["f1_macro_score"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert report["rows"]["balanced"] is True
+    assert report["quality"]["bootstrap"]["accuracy_score_std"] > 0
+    assert len(report["drift"]["feature_psi"]) == 64
+    assert report["drift"]["feature_psi_max"] < 0.25  # held-out digits look like the training digits
+
+    html = (
+        stack.s3.get_object(Bucket=BUCKET, Key=report_key.replace(".json", ".html"))["Body"].read().decode()
+    )
+    assert "Confusion matrix" in html and "Row accounting" in html and "<script" not in html
+
+    rejected = stack.s3.get_object(Bucket=BUCKET, Key=f"rejected/{CSV_KEY}.jsonl")["Body"].read().decode()
+    reasons = [json.loads(line)["reason"] for line in rejected.splitlines()]
+    assert reasons[0] == "missing label"
+    assert reasons[1].startswith("unknown label 'cat'")
+    assert reasons[2].startswith("row has 1 fields")
+
+    hour = _hour(predicted_at)
+    window = (hour - timedelta(minutes=1), hour + timedelta(hours=2))
+    assert stack.metric_sum("labels_matched", *window) == 250
+    assert stack.dimension_sets("labels_matched") == {("ModelName",), ("ModelName", "ModelVersion")}
+    assert stack.metric_sum("accuracy_score", *window) == pytest.approx(metrics["accuracy_score"], abs=1e-9)
+
+
+def test_metrics_publishes_once_when_an_object_is_delivered_twice(
+    stack: Stack, lambda_context: FakeContext
+) -> None:
+    predicted_at = datetime.now(UTC) - timedelta(hours=2)
+    record_predictions(stack, predicted_at, rows=40)
+    body = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
+    etag = stack.put_labels(CSV_KEY, body.encode())
+
+    first = app.lambda_handler(_s3_event(etag), lambda_context)
+    app.service.cache_clear()  # a new container: only the DynamoDB record remembers the first run
+    second = app.lambda_handler(_s3_event(etag), lambda_context)
+
+    assert first["processed"] == second["processed"]
+    hour = _hour(predicted_at)
+    assert stack.metric_sum("labels_matched", hour, hour + timedelta(hours=2)) == 40
+
+
+def test_metrics_ignores_s3_test_event(stack: Stack, lambda_context: FakeContext) -> None:
+    outcome = app.lambda_handler(load_event("s3-test-event"), lambda_context)
+
+    assert outcome == {"processed": [], "skipped": ["s3:TestEvent"]}
+
+
+def test_metrics_handles_every_record_and_skips_markers(stack: Stack, lambda_context: FakeContext) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=20)
+    jsonl = "".join(
+        json.dumps({"inferenceId": i, "label": y, "extra": [1]}) + "\n"
+        for i, y in zip(stack.ids[:10], stack.y_true)
+    )
+    csv_gz = gzip.compress(
+        (
+            "inference_id,y_true\n"
+            + "".join(f"{i},{y}\n" for i, y in zip(stack.ids[10:], stack.y_true[10:], strict=True))
+        ).encode()
+    )
+    event = load_event("s3-multi-record-labels")
+    event["Records"][0]["s3"]["object"]["eTag"] = stack.put_labels("labels/part-1.jsonl", jsonl.encode())
+    event["Records"][1]["s3"]["object"]["eTag"] = stack.put_labels("labels/part-2.csv.gz", csv_gz)
+
+    outcome = app.lambda_handler(event, lambda_context)
+
+    assert [(p["key"], p["matched"]) for p in outcome["processed"]] == [
+        ("labels/part-1.jsonl", 10),
+        ("labels/part-2.csv.gz", 10),
+    ]
+    assert sorted(outcome["skipped"]) == ["folder marker", "zero-byte object"]
+
+
+def test_metrics_reports_failed_sqs_messages_for_redelivery(
+    stack: Stack, lambda_context: FakeContext
+) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=10)
+    body = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
+    etag = stack.put_labels(CSV_KEY, body.encode())
+    event = load_event("sqs-s3-labels")
+    good = json.loads(event["Records"][0]["body"])
+    good["Records"][0]["s3"]["object"]["eTag"] = etag
+    event["Records"][0]["body"] = json.dumps(good)
+    broken = json.loads(json.dumps(good))
+    broken["Records"][0]["s3"]["bucket"]["name"] = "no-such-bucket-anywhere"
+    event["Records"][1]["body"] = json.dumps(broken)
+
+    outcome = app.lambda_handler(event, lambda_context)
+
+    assert [p["matched"] for p in outcome["processed"]] == [10]
+    assert outcome["batchItemFailures"] == [{"itemIdentifier": event["Records"][1]["messageId"]}]
+
+
+def test_metrics_reads_s3_events_wrapped_in_sns(stack: Stack, lambda_context: FakeContext) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=10)
+    body = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
+    etag = stack.put_labels(CSV_KEY, body.encode())
+    event = load_event("sns-s3-labels")
+    message = json.loads(event["Records"][0]["Sns"]["Message"])
+    message["Records"][0]["s3"]["object"]["eTag"] = etag
+    event["Records"][0]["Sns"]["Message"] = json.dumps(message)
+
+    outcome = app.lambda_handler(event, lambda_context)
+
+    assert [p["key"] for p in outcome["processed"]] == [CSV_KEY]
+
+
+def test_metrics_reads_sagemaker_ground_truth_from_eventbridge(
+    stack: Stack, lambda_context: FakeContext
+) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=12)
+    lines = []
+    for n, (i, y) in enumerate(zip(stack.ids, stack.y_true, strict=True)):
+        metadata = {"eventId": i} if n % 2 else {"inferenceId": i, "eventId": "ignored"}
+        lines.append(
+            json.dumps(
+                {
+                    "groundTruthData": {"data": str(y), "encoding": "CSV"},
+                    "eventMetadata": metadata,
+                    "eventVersion": "0",
+                }
+            )
+        )
+    key = "labels/2024-06-03/sagemaker ground+truth.jsonl"
+    etag = stack.put_labels(key, ("\n".join(lines) + "\n").encode())
+    event = load_event("eventbridge-s3-object-created-labels")
+    event["detail"]["object"]["etag"] = etag
+
+    outcome = app.lambda_handler(event, lambda_context)
+
+    [summary] = outcome["processed"]
+    assert (summary["key"], summary["matched"], summary["read"]) == (key, 12, 12)
+
+
+def test_metrics_keeps_predictions_older_than_two_weeks_in_the_report_only(
+    stack: Stack, lambda_context: FakeContext
+) -> None:
+    predicted_at = datetime.now(UTC) - timedelta(days=20)
+    record_predictions(stack, predicted_at, rows=30)
+    body = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
+    etag = stack.put_labels(CSV_KEY, body.encode())
+
+    [summary] = app.lambda_handler(_s3_event(etag), lambda_context)["processed"]
+
+    report_key = next(k for k in summary["reports"] if k.endswith(".json"))
+    report = json.loads(stack.s3.get_object(Bucket=BUCKET, Key=report_key)["Body"].read())
+    assert [h["published"] for h in report["hours"]] == [False]
+    assert report["publication"]["not_published_hours"]
+    hour = _hour(predicted_at)
+    assert stack.metric_sum("accuracy_score", hour, hour + timedelta(hours=2)) == 0
+    assert report["quality"]["metrics"]["accuracy_score"] > 0.8
+
+
+def test_metrics_reports_a_file_with_no_known_ids(stack: Stack, lambda_context: FakeContext) -> None:
+    etag = stack.put_labels(CSV_KEY, b"id,label\nnever-recorded-1,3\nnever-recorded-2,4\n")
+
+    [summary] = app.lambda_handler(_s3_event(etag), lambda_context)["processed"]
+
+    assert (summary["read"], summary["unknown"], summary["matched"]) == (2, 2, 0)
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    report = json.loads(
+        stack.s3.get_object(Bucket=BUCKET, Key=f"reports/none/{today}/2024-06-03/déjà vu+batch.csv.json")[
+            "Body"
+        ].read()
+    )
+    assert report["rows"]["unknown_examples"] == ["never-recorded-1", "never-recorded-2"]
+    now = datetime.now(UTC)
+    assert (
+        stack.metric_sum("labels_unknown", now - timedelta(hours=1), now + timedelta(hours=1), version=False)
+        == 2
+    )
+
+
+def test_metrics_skips_an_object_replaced_since_its_notification(
+    stack: Stack, lambda_context: FakeContext
+) -> None:
+    stack.put_labels(CSV_KEY, b"id,label\na,1\n")
+
+    outcome = app.lambda_handler(_s3_event("0123456789abcdef0123456789abcdef"), lambda_context)
+
+    assert outcome["processed"] == [{"status": "gone", "key": CSV_KEY}]
