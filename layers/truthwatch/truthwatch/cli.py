@@ -7,6 +7,7 @@ Examples
     truthwatch train                       # artifacts/models/digits/<version>/
     truthwatch train --if-missing          # only when no model is exported yet
     truthwatch evaluate --backend tensorflow
+    truthwatch replay lost.log --table NAME  # capture_failed log lines back into the table
     truthwatch models                      # exported versions and their held-out metrics
 """
 
@@ -123,6 +124,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Put the records of ``capture_failed`` log lines back into the predictions table."""
+    import boto3
+
+    from truthwatch.capture import DynamoDBRecorder, read_failure_lines, replay
+
+    with args.file.open(encoding="utf-8", errors="replace") as lines:
+        found = read_failure_lines(lines)
+    recorder = DynamoDBRecorder(boto3.client("dynamodb"), args.table)
+    failed = replay(found.records, recorder)
+    _say(
+        f"replayed {len(found.records) - len(failed)} of {len(found.records)} records into {args.table} "
+        f"({found.skipped} other lines skipped, {found.invalid} unreadable capture_failed lines)"
+    )
+    return 1 if failed or found.invalid else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``truthwatch`` command."""
     parser = argparse.ArgumentParser(
@@ -146,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list exported versions with their held-out metrics")
     models.set_defaults(func=cmd_models)
+
+    replay_cmd = commands.add_parser("replay", help="put capture_failed log lines back into the table")
+    replay_cmd.add_argument("file", type=Path, help="CloudWatch Logs export or JSON lines")
+    replay_cmd.add_argument(
+        "--table", default=os.environ.get("PREDICTIONS_TABLE"), required="PREDICTIONS_TABLE" not in os.environ
+    )
+    replay_cmd.set_defaults(func=cmd_replay)
     return parser
 
 

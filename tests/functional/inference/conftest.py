@@ -1,0 +1,88 @@
+"""Fixtures for the inference handler against moto DynamoDB and S3, with the session's model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from moto import mock_aws
+
+from functions.inference import app
+
+REGION = "eu-west-1"
+TABLE = "truthwatch-predictions"
+BUCKET = "truthwatch-data-123456789012"
+
+
+@dataclass(frozen=True)
+class FakeContext:
+    """The attributes Powertools reads from a Lambda context."""
+
+    function_name: str = "truthwatch-InferenceFunction"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:truthwatch-InferenceFunction"
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = "0b8a2f3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def create_table(client: Any, name: str = TABLE) -> None:
+    """The predictions table as template.yaml declares it (key inference_id)."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "inference_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "inference_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> Iterator[dict[str, Any]]:
+    """moto with the predictions table and the data bucket, and the function's environment."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "MODEL_DIR": str(model_dir),
+        "PREDICTIONS_TABLE": TABLE,
+        "DATA_BUCKET": BUCKET,
+        "POWERTOOLS_SERVICE_NAME": "truthwatch-inference",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    app.use_recorder(None)
+    app.settings.cache_clear()
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        s3 = boto3.client("s3", region_name=REGION)
+        create_table(dynamodb)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        yield {"dynamodb": dynamodb, "s3": s3}
+    app.settings.cache_clear()
+    app.service.cache_clear()
+
+
+@pytest.fixture
+def invoke(aws: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[int, Any, dict[str, Any]]]:
+    """Call the handler; return status, parsed body (strict JSON: NaN would fail) and the response."""
+
+    def call(event: dict[str, Any]) -> tuple[int, Any, dict[str, Any]]:
+        response = app.lambda_handler(event, FakeContext())
+        return response["statusCode"], orjson.loads(response["body"]), response
+
+    return call
+
+
+def items(client: Any, table: str = TABLE) -> dict[str, dict[str, Any]]:
+    """Every item of the table, by inference id, in the low-level attribute form."""
+    found = client.scan(TableName=table)["Items"]
+    return {item["inference_id"]["S"]: item for item in found}
