@@ -10,7 +10,7 @@ ARTIFACTS ?= artifacts
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint format test test-fast demo train evaluate bench clean lock lint-infra
+.PHONY: help setup lint format test test-fast demo train evaluate bench clean lock openapi model-bundle lint-infra
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -81,6 +81,12 @@ demo: setup ## the main job: train if no model is exported, then score the held-
 bench: setup ## run every benchmark in bench/ and record its figures in bench/results/
 	$(BIN)/truthwatch --artifacts $(ARTIFACTS) train --if-missing
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
+
+openapi: setup ## write docs/openapi.json from the inference handler's routes and models
+	$(BIN)/python -m functions.inference.openapi docs/openapi.json
+
+model-bundle: setup ## copy the LATEST exported model into functions/inference/model/ for the image
+	$(BIN)/python -m truthwatch.inference_bundle $(ARTIFACTS)/models/digits --target functions/inference/model
 
 lock: ## re-pin requirements/dev.txt from the groups in pyproject.toml (needs the package registry)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock

@@ -1,0 +1,77 @@
+import base64
+import gzip
+import json
+from http import HTTPStatus
+
+import pytest
+
+from truthwatch.serving import (
+    RequestError,
+    ServingSettings,
+    check_media_type,
+    decode_body,
+    parse_json,
+    unmatched_route,
+)
+
+
+def test_settings_defaults_and_overrides():
+    assert ServingSettings.from_env({}) == ServingSettings()
+    settings = ServingSettings.from_env(
+        {"CAPTURE_INPUTS": "RAW", "MAX_BATCH_ROWS": "10", "MODEL_BACKEND": "tensorflow"}
+    )
+    assert (settings.capture_mode, settings.max_batch_rows, settings.backend) == ("raw", 10, "tensorflow")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("MAX_BATCH_ROWS", "0"), ("CAPTURE_TTL_DAYS", "x"), ("MODEL_BACKEND", "onnx")]
+)
+def test_bad_settings_name_the_variable(name, value):
+    with pytest.raises(ValueError, match=name):
+        ServingSettings.from_env({name: value})
+
+
+def test_gzip_and_base64_are_undone():
+    text = json.dumps({"instances": [[1, 2]]})
+    body = base64.b64encode(gzip.compress(text.encode())).decode()
+
+    assert decode_body(body, True, "GZIP", 1000) == text
+    assert decode_body(text, False, None, 1000) == text
+
+
+def test_decoded_size_is_bounded():
+    bomb = base64.b64encode(gzip.compress(b"0" * 100_000)).decode()
+
+    with pytest.raises(RequestError) as caught:
+        decode_body(bomb, True, "gzip", 1000)
+
+    assert caught.value.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_number_tokens_are_refused(token):
+    with pytest.raises(RequestError) as caught:
+        parse_json('{"instances": [[' + token + ']]}')
+
+    assert caught.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "Application/JSON; charset=utf-8", None, "application/vnd.api+json"]
+)
+def test_json_media_types_pass(content_type):
+    check_media_type(content_type)
+
+
+def test_other_media_types_are_415():
+    with pytest.raises(RequestError) as caught:
+        check_media_type("text/plain")
+
+    assert caught.value.status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+def test_unmatched_route_tells_404_from_405():
+    assert unmatched_route("GET", "/nope").status == HTTPStatus.NOT_FOUND
+    refused = unmatched_route("DELETE", "/health/")
+    assert refused.status == HTTPStatus.METHOD_NOT_ALLOWED
+    assert refused.headers == {"Allow": "GET"}
