@@ -10,11 +10,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import numpy as np
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto import mock_aws
 
 from functions.metrics import app
@@ -89,8 +90,8 @@ class Stack:
 
 
 @pytest.fixture
-def lambda_context() -> FakeContext:
-    return FakeContext()
+def lambda_context() -> LambdaContext:
+    return cast(LambdaContext, FakeContext())
 
 
 def record_predictions(stack: Stack, predicted_at: datetime, rows: int = 300) -> None:
@@ -149,7 +150,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, exported_model: ExportResult) -> Iter
 
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         for table, key, ttl in (
             (PREDICTIONS, "inference_id", "expires_at"),

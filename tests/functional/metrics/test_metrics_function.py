@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from sklearn.metrics import accuracy_score, f1_score
 
 from functions.metrics import app
 from tests.events import load_event
-from tests.functional.metrics.conftest import BUCKET, FakeContext, Stack, record_predictions
+from tests.functional.metrics.conftest import BUCKET, Stack, record_predictions
 
 CSV_KEY = "labels/2024-06-03/déjà vu+batch.csv"
 
@@ -44,7 +45,7 @@ def _messy_csv(stack: Stack) -> tuple[bytes, dict[str, int]]:
     return body, {"read": 250 + 5 + 4 + 3, "matched": 250, "duplicate": 5, "unknown": 4, "rejected": 3}
 
 
-def test_metrics_accounts_for_every_row_of_a_messy_csv(stack: Stack, lambda_context: FakeContext) -> None:
+def test_metrics_accounts_for_every_row_of_a_messy_csv(stack: Stack, lambda_context: LambdaContext) -> None:
     predicted_at = datetime.now(UTC) - timedelta(hours=3)
     record_predictions(stack, predicted_at)
     body, expected = _messy_csv(stack)
@@ -90,7 +91,7 @@ def test_metrics_accounts_for_every_row_of_a_messy_csv(stack: Stack, lambda_cont
 
 
 def test_metrics_publishes_once_when_an_object_is_delivered_twice(
-    stack: Stack, lambda_context: FakeContext
+    stack: Stack, lambda_context: LambdaContext
 ) -> None:
     predicted_at = datetime.now(UTC) - timedelta(hours=2)
     record_predictions(stack, predicted_at, rows=40)
@@ -106,17 +107,17 @@ def test_metrics_publishes_once_when_an_object_is_delivered_twice(
     assert stack.metric_sum("labels_matched", hour, hour + timedelta(hours=2)) == 40
 
 
-def test_metrics_ignores_s3_test_event(stack: Stack, lambda_context: FakeContext) -> None:
+def test_metrics_ignores_s3_test_event(stack: Stack, lambda_context: LambdaContext) -> None:
     outcome = app.lambda_handler(load_event("s3-test-event"), lambda_context)
 
     assert outcome == {"processed": [], "skipped": ["s3:TestEvent"]}
 
 
-def test_metrics_handles_every_record_and_skips_markers(stack: Stack, lambda_context: FakeContext) -> None:
+def test_metrics_handles_every_record_and_skips_markers(stack: Stack, lambda_context: LambdaContext) -> None:
     record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=20)
     jsonl = "".join(
         json.dumps({"inferenceId": i, "label": y, "extra": [1]}) + "\n"
-        for i, y in zip(stack.ids[:10], stack.y_true)
+        for i, y in zip(stack.ids[:10], stack.y_true[:10], strict=True)
     )
     csv_gz = gzip.compress(
         (
@@ -138,7 +139,7 @@ def test_metrics_handles_every_record_and_skips_markers(stack: Stack, lambda_con
 
 
 def test_metrics_reports_failed_sqs_messages_for_redelivery(
-    stack: Stack, lambda_context: FakeContext
+    stack: Stack, lambda_context: LambdaContext
 ) -> None:
     record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=10)
     body = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
@@ -157,7 +158,7 @@ def test_metrics_reports_failed_sqs_messages_for_redelivery(
     assert outcome["batchItemFailures"] == [{"itemIdentifier": event["Records"][1]["messageId"]}]
 
 
-def test_metrics_reads_s3_events_wrapped_in_sns(stack: Stack, lambda_context: FakeContext) -> None:
+def test_metrics_reads_s3_events_wrapped_in_sns(stack: Stack, lambda_context: LambdaContext) -> None:
     record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=10)
     body = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
     etag = stack.put_labels(CSV_KEY, body.encode())
@@ -172,7 +173,7 @@ def test_metrics_reads_s3_events_wrapped_in_sns(stack: Stack, lambda_context: Fa
 
 
 def test_metrics_reads_sagemaker_ground_truth_from_eventbridge(
-    stack: Stack, lambda_context: FakeContext
+    stack: Stack, lambda_context: LambdaContext
 ) -> None:
     record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=12)
     lines = []
@@ -199,7 +200,7 @@ def test_metrics_reads_sagemaker_ground_truth_from_eventbridge(
 
 
 def test_metrics_keeps_predictions_older_than_two_weeks_in_the_report_only(
-    stack: Stack, lambda_context: FakeContext
+    stack: Stack, lambda_context: LambdaContext
 ) -> None:
     predicted_at = datetime.now(UTC) - timedelta(days=20)
     record_predictions(stack, predicted_at, rows=30)
@@ -217,7 +218,7 @@ def test_metrics_keeps_predictions_older_than_two_weeks_in_the_report_only(
     assert report["quality"]["metrics"]["accuracy_score"] > 0.8
 
 
-def test_metrics_reports_a_file_with_no_known_ids(stack: Stack, lambda_context: FakeContext) -> None:
+def test_metrics_reports_a_file_with_no_known_ids(stack: Stack, lambda_context: LambdaContext) -> None:
     etag = stack.put_labels(CSV_KEY, b"id,label\nnever-recorded-1,3\nnever-recorded-2,4\n")
 
     [summary] = app.lambda_handler(_s3_event(etag), lambda_context)["processed"]
@@ -238,7 +239,7 @@ def test_metrics_reports_a_file_with_no_known_ids(stack: Stack, lambda_context: 
 
 
 def test_metrics_skips_an_object_replaced_since_its_notification(
-    stack: Stack, lambda_context: FakeContext
+    stack: Stack, lambda_context: LambdaContext
 ) -> None:
     stack.put_labels(CSV_KEY, b"id,label\na,1\n")
 

@@ -1,0 +1,229 @@
+"""Joining label rows to recorded predictions: every row in exactly one bucket."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from truthwatch.baseline import build_baseline
+from truthwatch.card import HeldoutMetrics, InputSpec, ModelCard, TrainingData
+from truthwatch.join import (
+    DynamoDBPredictionStore,
+    InMemoryPredictionStore,
+    StoreUnavailableError,
+    collect_labels,
+    join_labels,
+)
+from truthwatch.labels import parse_label_stream
+from truthwatch.records import PredictionRecord, encode_inputs
+
+T0 = datetime(2024, 6, 3, 9, 30, tzinfo=UTC)
+
+
+def small_card(n_features: int = 4, n_classes: int = 3, seed: int = 0) -> ModelCard:
+    """A valid card for a tiny model, with a baseline from uniform data in 0..16."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 16, size=(600, n_features))
+    y = rng.integers(0, n_classes, size=600)
+    names = tuple(f"f{i}" for i in range(n_features))
+    classes = tuple(str(i) for i in range(n_classes))
+    return ModelCard(
+        name="tiny",
+        version="0123456789ab",
+        created="2024-06-01T00:00:00Z",
+        framework={"keras": "3"},
+        preprocessing="x / 16",
+        input=InputSpec(shape=(n_features,), feature_names=names, value_range=(0.0, 16.0)),
+        class_names=classes,
+        training_data=TrainingData(
+            source="test",
+            rows=750,
+            train_rows=600,
+            heldout_rows=150,
+            heldout_fraction=0.2,
+            seed=seed,
+            fingerprint="0",
+        ),
+        heldout_metrics=HeldoutMetrics(
+            rows=150, accuracy=0.9, precision_macro=0.9, recall_macro=0.9, f1_macro=0.9, recall_per_class={}
+        ),
+        baseline=build_baseline(x, y, names, n_classes),
+        files={},
+    )
+
+
+def make_record(
+    card: ModelCard, inference_id: str, predicted: int, at: datetime, mode: str = "binned"
+) -> PredictionRecord:
+    """A record predicting ``predicted`` with probability 0.7, inputs captured as ``mode``."""
+    k = len(card.class_names)
+    probabilities = np.full(k, 0.3 / (k - 1))
+    probabilities[predicted] = 0.7
+    row = np.full((1, card.n_features), 8.0, dtype=np.float32)
+    inputs = encode_inputs(row, mode, card)[0]  # type: ignore[arg-type]
+    return PredictionRecord(
+        inference_id=inference_id,
+        model_name=card.name,
+        model_version=card.version,
+        predicted_at=at,
+        label=card.class_names[predicted],
+        label_index=predicted,
+        confidence=0.7,
+        probabilities=tuple(float(p) for p in probabilities),
+        inputs_mode=mode,  # type: ignore[arg-type]
+        inputs=inputs,
+        expires_at=0,
+    )
+
+
+def test_join_messy_file_counts_add_up_to_rows_read() -> None:
+    card = small_card()
+    store = InMemoryPredictionStore(
+        {f"p{i}": make_record(card, f"p{i}", i % 3, T0) for i in range(10)}, batch_size=3
+    )
+    text = "\n".join(
+        [
+            "id,label",
+            "p0,0",
+            "p1,1",
+            "p2,2",
+            "p0,1",  # p0 again: the later label wins
+            "p3,cat",  # unknown label: rejected after the join
+            "p4,",
+            "p5",  # missing label, missing field
+            "ghost-1,1",
+            "ghost-2,2",  # never recorded
+            "",
+            "p6,2.0",
+            "p7, 1 ",
+        ]
+    )
+
+    result = join_labels(
+        collect_labels(parse_label_stream(io.BytesIO(text.encode()))), store, lambda n, v: card
+    )
+
+    counts = result.accounting()
+    assert {k: counts[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")} == {
+        "read": 11,
+        "matched": 5,
+        "unknown": 2,
+        "rejected": 3,
+        "duplicate": 1,
+    }
+    assert counts["balanced"] is True
+    assert sorted(r.reason.split(" ")[0] for r in result.rejected) == ["missing", "row", "unknown"]
+    matched = result.versions[("tiny", "0123456789ab")]
+    assert matched.y_true.tolist() == [1, 1, 2, 2, 1]  # p0 joins with its later label, 1
+    assert matched.y_pred.tolist() == [0, 1, 2, 0, 1]
+    assert counts["duplicate_rows_overridden"] == [2]
+    assert sorted(counts["unknown_examples"]) == ["ghost-1", "ghost-2"]
+
+
+def test_join_rows_of_a_version_without_a_card_are_rejected() -> None:
+    card = small_card()
+    store = InMemoryPredictionStore({"p0": make_record(card, "p0", 0, T0)})
+
+    result = join_labels(
+        collect_labels(parse_label_stream(io.BytesIO(b"id,label\np0,0\n"))), store, lambda n, v: None
+    )
+
+    assert result.versions == {}
+    assert [r.reason for r in result.rejected] == ["no model card for tiny/0123456789ab"]
+
+
+def test_join_bins_raw_captures_like_binned_ones_and_counts_rows_without_inputs() -> None:
+    card = small_card()
+    records = {
+        "b": make_record(card, "b", 0, T0, "binned"),
+        "r": make_record(card, "r", 1, T0, "raw"),
+        "n": make_record(card, "n", 2, T0, "none"),
+    }
+
+    result = join_labels(
+        collect_labels(parse_label_stream(io.BytesIO(b"id,label\nb,0\nr,1\nn,2\n"))),
+        InMemoryPredictionStore(records),
+        lambda n, v: card,
+    )
+
+    matched = result.versions[("tiny", "0123456789ab")]
+    assert matched.bins.shape == (2, 4)
+    assert matched.bins[0].tolist() == matched.bins[1].tolist()
+    assert matched.rows_without_inputs == 1
+
+
+def test_join_splits_rows_by_prediction_hour() -> None:
+    card = small_card()
+    times = [T0, T0 + timedelta(minutes=20), T0 + timedelta(hours=1), T0 - timedelta(days=1)]
+    records = {f"p{i}": make_record(card, f"p{i}", 0, at) for i, at in enumerate(times)}
+    text = "id,label\n" + "".join(f"p{i},0\n" for i in range(4))
+
+    matched = join_labels(
+        collect_labels(parse_label_stream(io.BytesIO(text.encode()))),
+        InMemoryPredictionStore(records),
+        lambda n, v: card,
+    ).versions[("tiny", "0123456789ab")]
+
+    split = [
+        (datetime.fromtimestamp(h * 3600, UTC).hour, rows.rows, len(rows.bins))
+        for h, rows in matched.by_hour()
+    ]
+    assert split == [(9, 1, 1), (9, 2, 2), (10, 1, 1)]
+
+
+class FakeDynamoDB:
+    """Answers BatchGetItem from a dict, leaving some keys unprocessed on the first calls."""
+
+    def __init__(self, items: dict[str, dict[str, Any]], unprocessed_calls: int) -> None:
+        self.items = items
+        self.unprocessed_calls = unprocessed_calls
+        self.calls: list[int] = []
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        [(table, request)] = RequestItems.items()
+        keys = request["Keys"]
+        self.calls.append(len(keys))
+        assert len(keys) <= 100
+        if self.unprocessed_calls > 0:
+            self.unprocessed_calls -= 1
+            served, left = keys[: len(keys) // 2], keys[len(keys) // 2 :]
+        else:
+            served, left = keys, []
+        found = [self.items[k["inference_id"]["S"]] for k in served if k["inference_id"]["S"] in self.items]
+        response: dict[str, Any] = {"Responses": {table: found}}
+        if left:
+            response["UnprocessedKeys"] = {table: {"Keys": left}}
+        return response
+
+
+def _typed(record: PredictionRecord) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in record.to_item().items()}
+
+
+def test_join_dynamodb_store_asks_100_keys_a_call_and_retries_unprocessed_keys() -> None:
+    card = small_card()
+    items = {f"p{i}": _typed(make_record(card, f"p{i}", i % 3, T0)) for i in range(250)}
+    fake = FakeDynamoDB(items, unprocessed_calls=2)
+    store = DynamoDBPredictionStore(fake, "predictions", workers=1, base_delay=0.001)  # type: ignore[arg-type]
+
+    found = [r.inference_id for batch in store.get_many([f"p{i}" for i in range(260)]) for r in batch]
+
+    assert sorted(found) == sorted(items)
+    assert fake.calls[:2] == [100, 50]  # the first batch came back half unprocessed and was asked again
+    assert sum(1 for c in fake.calls if c == 100) == 2
+
+
+def test_join_dynamodb_store_gives_up_after_bounded_retries() -> None:
+    fake = FakeDynamoDB({}, unprocessed_calls=1_000)
+    store = DynamoDBPredictionStore(fake, "predictions", max_attempts=3, base_delay=0.001)  # type: ignore[arg-type]
+
+    with pytest.raises(StoreUnavailableError, match="still unprocessed after 3 calls"):
+        list(store.get_many(["a", "b", "c", "d"]))
+    assert len(fake.calls) == 3

@@ -1,0 +1,151 @@
+"""Label file parsing: the three layouts, gzip, header spellings, and a reason for every refusal."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import pytest
+
+from truthwatch.labels import (
+    LabelFileError,
+    LabelResolver,
+    LabelRow,
+    RejectedRow,
+    parse_label_stream,
+    rejected_jsonl,
+)
+
+DIGITS = tuple(str(i) for i in range(10))
+
+
+def _parse(data: bytes) -> list[LabelRow | RejectedRow]:
+    return list(parse_label_stream(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize(
+    "header", ["inference_id,label", " InferenceId , Y_TRUE ", "ID,Ground_Truth", "id,ground-truth"]
+)
+def test_labels_csv_header_spellings_are_matched(header: str) -> None:
+    rows = _parse(f"{header}\nabc,7\n".encode())
+
+    assert rows == [LabelRow(row=2, inference_id="abc", label="7")]
+
+
+def test_labels_csv_tolerates_bom_crlf_quotes_blank_lines_and_extra_columns() -> None:
+    data = (
+        '\ufeffnote,label,inference_id\r\n\r\n"a, b","  3 ",id-1\r\n'
+        'x,"4",\r\n  \r\n"multi\r\nline",5,id-2\r\n'
+    )
+
+    rows = _parse(data.encode("utf-8"))
+
+    assert rows == [
+        LabelRow(3, "id-1", "3"),
+        RejectedRow(4, "missing inference id", 'x,"4",'),
+        LabelRow(7, "id-2", "5"),
+    ]
+
+
+def test_labels_csv_without_an_id_column_rejects_every_row_with_the_reason() -> None:
+    rows = _parse(b"a,b\n1,2\n3,4\n")
+
+    assert [r.row for r in rows] == [1, 2, 3]
+    assert all(isinstance(r, RejectedRow) and "names no inference id column" in r.reason for r in rows)
+
+
+def test_labels_json_lines_take_the_same_fields_and_ignore_extras() -> None:
+    lines = [
+        {"inferenceId": "a", "label": 3, "score": [1, 2]},
+        {"ID": "b", "ground_truth": 4.0},
+        {"id": "c", "y_true": " 5 "},
+        {"id": "d"},
+        {"id": "e", "label": True},
+        {"id": "f", "label": {"nested": 1}},
+    ]
+    data = "\n".join(json.dumps(line) for line in lines) + "\n\n[1, 2]\nnot json\n"
+
+    rows = _parse(data.encode())
+
+    assert rows[:3] == [LabelRow(1, "a", "3"), LabelRow(2, "b", "4.0"), LabelRow(3, "c", "5")]
+    assert [r.reason for r in rows[3:] if isinstance(r, RejectedRow)][:3] == [
+        "missing label",
+        "label is a boolean",
+        "label is a JSON dict, expected a string or number",
+    ]
+    assert isinstance(rows[6], RejectedRow) and rows[6].row == 8 and "expected an object" in rows[6].reason
+    assert isinstance(rows[7], RejectedRow) and rows[7].reason.startswith("not valid JSON")
+
+
+def test_labels_sagemaker_ground_truth_prefers_inference_id_then_event_id() -> None:
+    lines = [
+        {
+            "groundTruthData": {"data": "1", "encoding": "CSV"},
+            "eventMetadata": {"eventId": "e-1", "inferenceId": "i-1"},
+        },
+        {"groundTruthData": {"data": "2", "encoding": "CSV"}, "eventMetadata": {"eventId": "e-2"}},
+        {"groundTruthData": {"data": "3"}, "eventMetadata": {}},
+    ]
+    rows = _parse("\n".join(json.dumps(line) for line in lines).encode())
+
+    assert rows[:2] == [LabelRow(1, "i-1", "1"), LabelRow(2, "e-2", "2")]
+    assert isinstance(rows[2], RejectedRow) and rows[2].reason == "missing inference id"
+
+
+def test_labels_gzip_is_detected_by_content_not_name() -> None:
+    rows = _parse(gzip.compress(b"id,label\na,1\n"))
+
+    assert rows == [LabelRow(2, "a", "1")]
+
+
+def test_labels_truncated_gzip_raises_after_the_rows_before_the_break() -> None:
+    body = gzip.compress(("id,label\n" + "".join(f"id-{i},{i % 10}\n" for i in range(50_000))).encode())
+    stream = parse_label_stream(io.BytesIO(body[: len(body) // 2]))
+
+    seen = []
+    with pytest.raises(LabelFileError, match="cannot be read past line"):
+        for row in stream:
+            seen.append(row)
+    assert len(seen) > 1000
+
+
+def test_labels_rows_with_invalid_utf8_are_rejected() -> None:
+    rows = _parse(b"id,label\nab\xff,1\nok,2\n")
+
+    assert isinstance(rows[0], RejectedRow) and rows[0].reason == "not valid UTF-8"
+    assert rows[1] == LabelRow(3, "ok", "2")
+
+
+def test_labels_empty_and_blank_files_have_no_rows() -> None:
+    assert _parse(b"") == []
+    assert _parse(b"\n\r\n  \n") == []
+    assert _parse(b"id,label\r\n") == []
+
+
+@pytest.mark.parametrize("label", ["1", " 1 ", "1.0", "1e0", "01"])
+def test_labels_spellings_of_one_name_the_same_class(label: str) -> None:
+    assert LabelResolver(DIGITS).index(label) == 1
+
+
+@pytest.mark.parametrize("label", ["cat", "10", "-1", "1.5", "nan", "inf", ""])
+def test_labels_anything_else_is_unknown(label: str) -> None:
+    resolver = LabelResolver(DIGITS)
+
+    assert resolver.index(label) is None
+    assert resolver.reason(label).startswith("unknown label")
+
+
+def test_labels_class_names_win_over_indices() -> None:
+    resolver = LabelResolver(("cat", "dog", "1"))
+
+    assert [resolver.index(x) for x in ("dog", "1", "1.0", "0", "2", "3")] == [1, 2, 2, 0, 2, None]
+
+
+def test_labels_rejected_rows_are_written_in_row_order() -> None:
+    data = rejected_jsonl([RejectedRow(9, "missing label", "x,"), RejectedRow(2, "bad", "é")])
+
+    assert [json.loads(line) for line in data.decode().splitlines()] == [
+        {"row": 2, "reason": "bad", "raw": "é"},
+        {"row": 9, "reason": "missing label", "raw": "x,"},
+    ]
