@@ -10,7 +10,7 @@ ARTIFACTS ?= artifacts
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lint format test test-fast demo train evaluate bench clean lock openapi model-bundle lint-infra
+.PHONY: help setup lint format test test-fast demo serve train evaluate bench clean lock openapi model-bundle lint-infra
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -74,9 +74,12 @@ test-fast: setup ## the tests that train nothing and start nothing
 train: setup ## train on the digits and export a new model version
 	$(BIN)/truthwatch --artifacts $(ARTIFACTS) train
 
-demo: setup ## the main job: train if no model is exported, then score the held-out digits
+demo: setup ## the main job: train if needed, start the local stack, play healthy / drifted / recovered
 	$(BIN)/truthwatch --artifacts $(ARTIFACTS) train --if-missing
-	$(BIN)/truthwatch --artifacts $(ARTIFACTS) evaluate
+	$(BIN)/python -m infra.local demo --model-dir $(ARTIFACTS)/models/digits
+
+serve: setup ## the local stack: moto, the API on 127.0.0.1:3000, label uploads, alarms, outbox (Ctrl-C stops)
+	$(BIN)/python -m infra.local serve --model-dir $(ARTIFACTS)/models/digits
 
 bench: setup ## run every benchmark in bench/ and record its figures in bench/results/
 	$(BIN)/truthwatch --artifacts $(ARTIFACTS) train --if-missing

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log the stack's own DEBUG lines")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, func, port, moto_port, period in (
-        ("serve", cmd_serve, 3000, 5050, 10.0),
-        ("demo", cmd_demo, 0, 0, 15.0),
+        ("serve", cmd_serve, 3000, 5050, 5.0),
+        ("demo", cmd_demo, 0, 0, 1.5),
     ):
         command = commands.add_parser(name, help=(func.__doc__ or "").splitlines()[0])
         command.add_argument("--port", type=int, default=port, help="port of the inference API (0: any free)")
