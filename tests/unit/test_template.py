@@ -284,3 +284,11 @@ def test_template_comments_sit_above_resources() -> None:
     commented = [i for i in resource_lines if lines[i - 1].lstrip().startswith("#")]
 
     assert len(commented) >= len(resource_lines) // 2
+
+
+def test_image_build_arg_and_runtime_backend_agree(template: Template) -> None:
+    function = template.resource("InferenceFunction")
+    environment = function.properties["Environment"]["Variables"]
+
+    assert function.metadata["DockerBuildArgs"]["MODEL_BACKEND"] == environment["MODEL_BACKEND"]
+    assert function.properties["ImageConfig"]["Command"] == ["app.lambda_handler"]
