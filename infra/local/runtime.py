@@ -185,9 +185,13 @@ class LocalFunction:
         self.invocations = 0
         self.errors = 0
         self._module: ModuleType | None = None
+        self._previous: ModuleType | None = None
 
     def load(self) -> None:
         """Import the handler module under the function's environment (a cold start)."""
+        # A fresh module: settings and clients a handler caches at module level must come from
+        # this function's environment, not from an earlier import in the same process (tests).
+        self._previous = sys.modules.pop(self.spec.module, None)
         with _INVOKE_LOCK, _environment(self.spec.environment), _captured() as buffer:
             try:
                 self._module = importlib.import_module(self.spec.module)
@@ -195,6 +199,14 @@ class LocalFunction:
                 self._write_log(buffer.getvalue())
         if not callable(getattr(self._module, self.spec.handler, None)):
             raise AttributeError(f"{self.spec.module} has no callable {self.spec.handler!r}")
+
+    def unload(self) -> None:
+        """Put back whatever module of that name was imported before :meth:`load`."""
+        if self._module is not None and sys.modules.get(self.spec.module) is self._module:
+            del sys.modules[self.spec.module]
+            if self._previous is not None:
+                sys.modules[self.spec.module] = self._previous
+        self._module = None
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
         """Run the handler on ``event``; an exception becomes ``Invocation.error``, as Lambda reports it."""

@@ -435,6 +435,8 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        for function in self.functions.values():
+            function.unload()
         if self._env_cm is not None:
             self._env_cm.__exit__(None, None, None)
             self._env_cm = None

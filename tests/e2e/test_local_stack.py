@@ -1,0 +1,117 @@
+"""The whole loop through the local stack: HTTP in, records, labels, metrics, alarms, emails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from infra.local.demo import shift_digits
+from infra.local.stack import LocalStack
+from tests.e2e.conftest import PERIOD_S
+from tests.e2e.helpers import alarm_state, http, predict, report_for, upload_labels, wait_for
+from truthwatch.dataset import load_digits_split
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def heldout() -> tuple[np.ndarray, list[str]]:
+    """The held-out digits and their class names."""
+    split = load_digits_split()
+    return split.x_heldout, [split.class_names[i] for i in split.y_heldout]
+
+
+def test_http_predict_records_each_row_in_the_table(local_stack: LocalStack) -> None:
+    predictions = predict(local_stack, [[0.0] * 64, [16.0] * 64])
+
+    table = local_stack.client("dynamodb")
+    for prediction in predictions:
+        item = table.get_item(
+            TableName=local_stack.name_of("PredictionsTable"),
+            Key={"inference_id": {"S": prediction["inference_id"]}},
+        )["Item"]
+        assert item["label"]["S"] == prediction["label"]
+        assert item["inputs_mode"]["S"] == "binned"
+    assert local_stack.request_counts()[200] >= 1
+
+
+def test_gateway_answers_unknown_routes_itself(local_stack: LocalStack) -> None:
+    status, body = http(local_stack, "GET", "/no-such-route")
+
+    assert status == 403
+    assert body == {"message": "Missing Authentication Token"}
+
+
+def test_bad_input_reaches_the_handler_and_gets_its_4xx(local_stack: LocalStack) -> None:
+    status, body = http(local_stack, "POST", "/predict", {"instances": [[1.0, 2.0]]})
+
+    assert status == 400
+    assert "64" in body["error"]["message"]
+
+
+def test_emf_lines_of_the_handler_become_cloudwatch_metrics(local_stack: LocalStack) -> None:
+    predict(local_stack, [[3.0] * 64])
+
+    metrics = local_stack.client("cloudwatch").list_metrics(
+        Namespace="Truthwatch",
+        MetricName="inference_latency",
+        Dimensions=[{"Name": "ModelName", "Value": "digits"}],
+    )["Metrics"]
+    assert metrics
+
+
+def test_label_upload_gives_a_report_and_quality_metrics(
+    local_stack: LocalStack, heldout: tuple[np.ndarray, list[str]]
+) -> None:
+    rows, labels = heldout
+    ids = [p["inference_id"] for p in predict(local_stack, rows[:120].tolist())]
+
+    upload_labels(local_stack, "labels/e2e/first.csv", ids, labels[:120])
+
+    report = wait_for(lambda: report_for(local_stack, "first.csv"), 20, "the report of labels/e2e/first.csv")
+    assert report["rows"]["matched"] == 120
+    assert report["quality"]["metrics"]["accuracy_score"] > 0.9
+    accuracy = local_stack.client("cloudwatch").list_metrics(
+        Namespace="Truthwatch",
+        MetricName="accuracy_score",
+        Dimensions=[{"Name": "ModelName", "Value": "digits"}],
+    )["Metrics"]
+    assert accuracy
+
+
+def test_breach_emails_the_alarm_and_recovery_emails_ok(
+    local_stack: LocalStack, heldout: tuple[np.ndarray, list[str]]
+) -> None:
+    rows, labels = heldout
+    alarm = local_stack.name_of("AccuracyAlarm")
+    emails_before = len(local_stack.emails)
+
+    ids = [p["inference_id"] for p in predict(local_stack, shift_digits(rows).tolist())]
+    upload_labels(local_stack, "labels/e2e/drifted.csv", ids, labels)
+    report = wait_for(lambda: report_for(local_stack, "drifted.csv"), 20, "the drifted report")
+    assert report["quality"]["metrics"]["accuracy_score"] < 0.9
+
+    wait_for(lambda: alarm_state(local_stack, "AccuracyAlarm") == "ALARM", 10, f"{alarm} in ALARM")
+    firing = wait_for(
+        lambda: [e for e in local_stack.emails[emails_before:] if alarm in e.path.read_text()],
+        10,
+        "the ALARM email",
+    )
+    assert firing[0].path.suffix == ".eml"
+    assert firing[0].path.parent == local_stack.config.state_dir / "outbox"
+
+    emails_before = len(local_stack.emails)
+    ids = [p["inference_id"] for p in predict(local_stack, rows.tolist())]
+    upload_labels(local_stack, "labels/e2e/recovered.csv", ids, labels)
+    wait_for(lambda: report_for(local_stack, "recovered.csv"), 20, "the recovery report")
+
+    window = 24 * PERIOD_S + 10
+    wait_for(lambda: alarm_state(local_stack, "AccuracyAlarm") == "OK", window, f"{alarm} back to OK")
+    recovered = wait_for(
+        lambda: [e for e in local_stack.emails[emails_before:] if alarm in e.path.read_text()],
+        10,
+        "the OK email",
+    )
+    transitions = [(t.old, t.new) for t in local_stack.transitions if t.alarm == alarm]
+    assert transitions[-2:] == [("OK", "ALARM"), ("ALARM", "OK")]
+    assert "OK" in recovered[0].path.read_text() or "RECOVERED" in recovered[0].subject
