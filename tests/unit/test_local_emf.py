@@ -9,7 +9,7 @@ from infra.local.emf import parse_emf_line
 
 
 def _line(**members: object) -> str:
-    body = {
+    body: dict[str, object] = {
         "_aws": {
             "Timestamp": 1_700_000_000_000,
             "CloudWatchMetrics": [
