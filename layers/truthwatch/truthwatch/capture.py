@@ -161,6 +161,7 @@ def build_records(
     mode: CaptureMode,
     predicted_at: datetime,
     ttl_days: int,
+    probability_lists: list[list[float]] | None = None,
 ) -> list[PredictionRecord]:
     """One record per row of a predicted batch.
 
@@ -172,10 +173,12 @@ def build_records(
         Class probabilities, shape ``(n, n_classes)``.
     rows
         The inputs, shape ``(n, n_features)``, encoded as ``mode`` says.
+    probability_lists
+        ``proba.tolist()`` when the caller already has it (a thousand rows cost a millisecond).
     """
     label_index = proba.argmax(axis=1)
     confidence = proba[np.arange(len(proba)), label_index].tolist()
-    probabilities = proba.tolist()
+    probabilities = proba.tolist() if probability_lists is None else probability_lists
     inputs = encode_inputs(rows, mode, card)
     expires_at = expiry(predicted_at, ttl_days)
     names = card.class_names

@@ -164,6 +164,14 @@ class PredictRequest(BaseModel):
         default=None, description="One unique id per row; generated (UUIDv7) when absent."
     )
 
+    def __repr__(self) -> str:
+        # Powertools formats route arguments into a debug message whatever the log level; the
+        # default repr of a thousand-row batch costs more than predicting it, and holds raw inputs.
+        rows = self.instances if self.instances is not None else self.inputs
+        return f"PredictRequest(rows={len(rows) if rows is not None else 0})"
+
+    __str__ = __repr__
+
 
 class Prediction(BaseModel):
     """The answer for one row."""
@@ -537,6 +545,7 @@ class InferenceService:
         if not np.isfinite(raw).all():
             raise ModelOutputError("the model returned a non-finite probability")
         proba = raw.astype(np.float64).round(PROBABILITY_DIGITS)
+        probability_lists = proba.tolist()
 
         records = build_records(
             ids,
@@ -546,12 +555,18 @@ class InferenceService:
             self.settings.capture_mode,
             self._clock(),
             self.settings.ttl_days,
+            probability_lists,
         )
         lost = self.recorder.record(records)
-        return self._outcome(ids, proba, [failure_entry(r) for r in lost], started)
+        return self._outcome(ids, proba, probability_lists, [failure_entry(r) for r in lost], started)
 
     def _outcome(
-        self, ids: list[str], proba: npt.NDArray[np.float64], lost: list[dict[str, Any]], started: float
+        self,
+        ids: list[str],
+        proba: npt.NDArray[np.float64],
+        probability_lists: list[list[float]],
+        lost: list[dict[str, Any]],
+        started: float,
     ) -> PredictOutcome:
         label_index = proba.argmax(axis=1).tolist()
         confidence = proba.max(axis=1)
@@ -559,7 +574,7 @@ class InferenceService:
         labels = [names[i] for i in label_index]
         predictions = [
             {"inference_id": key, "label": label, "confidence": conf, "probabilities": probs}
-            for key, label, conf, probs in zip(ids, labels, confidence.tolist(), proba.tolist(), strict=True)
+            for key, label, conf, probs in zip(ids, labels, confidence.tolist(), probability_lists, strict=True)
         ]
         body = {
             "model_name": self.card.name,
