@@ -574,7 +574,9 @@ class InferenceService:
         labels = [names[i] for i in label_index]
         predictions = [
             {"inference_id": key, "label": label, "confidence": conf, "probabilities": probs}
-            for key, label, conf, probs in zip(ids, labels, confidence.tolist(), probability_lists, strict=True)
+            for key, label, conf, probs in zip(
+                ids, labels, confidence.tolist(), probability_lists, strict=True
+            )
         ]
         body = {
             "model_name": self.card.name,
