@@ -1,5 +1,6 @@
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from truthwatch.capture import (
@@ -69,3 +70,14 @@ def test_recorder_chunks_by_25_and_retries_a_bounded_number_of_times(fail_times,
     assert client.calls == calls
     assert len(waits) == min(fail_times, 3)
     assert all(0 <= w < 0.5 for w in waits)
+
+
+def test_vectorised_binning_matches_the_record_schema(exported_model):
+    from truthwatch.capture import binned_inputs
+    from truthwatch.records import encode_inputs
+
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(-2, 18, size=(50, 64)).astype(np.float32)
+    rows[0, :8] = np.asarray(exported_model.card.baseline.features[0].bin_edges[:1] * 8)
+
+    assert binned_inputs(rows, exported_model.card) == encode_inputs(rows, "binned", exported_model.card)

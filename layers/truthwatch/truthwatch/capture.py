@@ -179,7 +179,7 @@ def build_records(
     label_index = proba.argmax(axis=1)
     confidence = proba[np.arange(len(proba)), label_index].tolist()
     probabilities = proba.tolist() if probability_lists is None else probability_lists
-    inputs = encode_inputs(rows, mode, card)
+    inputs = binned_inputs(rows, card) if mode == "binned" else encode_inputs(rows, mode, card)
     expires_at = expiry(predicted_at, ttl_days)
     names = card.class_names
     return [
@@ -198,6 +198,34 @@ def build_records(
         )
         for i, index in enumerate(label_index.tolist())
     ]
+
+
+def binned_inputs(rows: npt.NDArray[np.float32], card: ModelCard) -> list[bytes | None]:
+    """Bin index per feature, one byte each, per row: what ``encode_inputs(rows, "binned", card)`` gives.
+
+    One comparison against every feature's edges at once, instead of a ``searchsorted`` per
+    feature: a one-row request spends a few microseconds here instead of a few hundred.
+    """
+    edges = _edge_matrix(card)
+    bins = (rows[:, :, None] >= edges[None, :, :]).sum(axis=2, dtype=np.uint8)
+    return [row.tobytes() for row in bins]
+
+
+_edge_cache: dict[str, npt.NDArray[np.float64]] = {}
+
+
+def _edge_matrix(card: ModelCard) -> npt.NDArray[np.float64]:
+    # Features may have different edge counts; +inf pads the short ones, and no value reaches it.
+    key = f"{card.name}/{card.version}"
+    matrix = _edge_cache.get(key)
+    if matrix is None:
+        features = card.baseline.features
+        width = max(len(f.bin_edges) for f in features)
+        matrix = np.full((len(features), width), np.inf)
+        for column, feature in enumerate(features):
+            matrix[column, : len(feature.bin_edges)] = feature.bin_edges
+        _edge_cache[key] = matrix
+    return matrix
 
 
 def failure_entry(record: PredictionRecord) -> dict[str, Any]:
