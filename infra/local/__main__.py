@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -43,9 +44,15 @@ def _config(args: argparse.Namespace, api_port: int, moto_port: int) -> StackCon
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the stack and keep it up until Ctrl-C, reporting requests as they are answered."""
     console = Console()
+    # `kill` (SIGTERM) stops the stack as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     stack = LocalStack(_config(args, args.port, args.moto_port), console)
     stack.start()
     console.say("ready; Ctrl-C stops everything")
@@ -119,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackError as exc:
         sys.stderr.write(f"local stack: {exc}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("local stack: interrupted\n")
+        return 130
     return status
 
 

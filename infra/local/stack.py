@@ -118,6 +118,9 @@ def port_free(host: str, port: int) -> bool:
     if port == 0:
         return True
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers themselves do: connections of a stopped stack in TIME_WAIT do not count,
+        # a socket still listening does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
