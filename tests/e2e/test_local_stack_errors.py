@@ -20,6 +20,7 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         stack.start()
 
 
+@pytest.mark.slow  # the session's model is trained first
 def test_port_in_use_is_a_clear_error(tmp_path: Path, model_dir: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
