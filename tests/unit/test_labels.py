@@ -43,7 +43,7 @@ def test_labels_csv_tolerates_bom_crlf_quotes_blank_lines_and_extra_columns() ->
 
     assert rows == [
         LabelRow(3, "id-1", "3"),
-        RejectedRow(4, "missing inference id", 'x,"4",'),
+        RejectedRow(4, "missing inference id", "x,4,"),
         LabelRow(7, "id-2", "5"),
     ]
 

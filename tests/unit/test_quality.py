@@ -16,7 +16,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from truthwatch.quality import SCALAR_METRICS, assess_quality, bootstrap_std
+from truthwatch.quality import SCALAR_METRICS, assess_quality, binary_auc, bootstrap_std
 
 CLASSES = tuple(str(i) for i in range(4))
 
@@ -130,3 +130,11 @@ def test_quality_bootstrap_from_the_confusion_matrix_matches_resampling_rows() -
     assert result is not None
     assert result["accuracy_score_std"] == pytest.approx(row_accuracy, rel=0.15)
     assert result["f1_macro_score_std"] == pytest.approx(row_f1, rel=0.15)
+
+
+def test_quality_binary_auc_equals_scikit_learn_with_ties() -> None:
+    rng = np.random.default_rng(4)
+    positive = rng.random(1000) < 0.3
+    score = np.round(rng.random(1000) + positive * 0.3, 1)  # rounding makes many ties
+
+    assert binary_auc(positive, score) == pytest.approx(roc_auc_score(positive, score), rel=1e-12)

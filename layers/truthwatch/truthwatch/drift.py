@@ -136,11 +136,30 @@ def assess_drift(
         drift.notes.append("no feature drift: no matched row has captured inputs")
         return drift
 
-    for column, feature in enumerate(card.baseline.features):
-        n_bins = len(feature.proportions)
-        # Indices past the last bin cannot come from this card's edges; they are clipped into it
-        # rather than dropped, so the row count stays that of the rows.
-        observed = np.bincount(np.minimum(bins[:, column], n_bins - 1), minlength=n_bins)
+    observed = bin_counts(bins, [len(f.proportions) for f in card.baseline.features])
+    for feature, counts in zip(card.baseline.features, observed, strict=True):
         expected = np.asarray(feature.proportions) * train_rows
-        drift.feature_psi[feature.name] = psi(expected, observed)
+        drift.feature_psi[feature.name] = psi(expected, counts)
     return drift
+
+
+def bin_counts(
+    bins: npt.NDArray[np.uint8], n_bins: list[int], chunk_rows: int = 1 << 16
+) -> list[npt.NDArray[np.int64]]:
+    """Count rows per bin for every feature column of ``bins`` (shape ``(m, n_features)``).
+
+    One ``bincount`` over all columns at once (each column's indices shifted into its own range),
+    ``chunk_rows`` rows at a time so the shifted copy stays small. Indices past a feature's last bin
+    cannot come from its card's edges; they are clipped into that bin rather than dropped, so every
+    row is counted once per feature.
+    """
+    n_features = len(n_bins)
+    width = max(n_bins)
+    shift = (np.arange(n_features, dtype=np.int32) * width)[np.newaxis, :]
+    limits = (np.asarray(n_bins, dtype=np.int32) - 1)[np.newaxis, :]
+    totals = np.zeros(n_features * width, dtype=np.int64)
+    for start in range(0, len(bins), chunk_rows):
+        block = np.minimum(bins[start : start + chunk_rows].astype(np.int32), limits) + shift
+        totals += np.bincount(block.ravel(), minlength=n_features * width)
+    grid = totals.reshape(n_features, width)
+    return [grid[i, : n_bins[i]] for i in range(n_features)]

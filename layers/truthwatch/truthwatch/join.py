@@ -42,7 +42,7 @@ from truthwatch.baseline import bin_indices
 from truthwatch.card import ModelCard
 from truthwatch.errors import TruthwatchError
 from truthwatch.labels import LabelFileError, LabelResolver, LabelRow, ParsedRow, RejectedRow
-from truthwatch.records import PredictionRecord, decode_binned, decode_raw
+from truthwatch.records import PredictionRecord, decode_raw
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -198,43 +198,53 @@ class _VersionBuilder:
         self.raw_hour = array("q")
         self.rows_without_inputs = 0
 
-    def add(self, record: PredictionRecord, row: int, label: str) -> RejectedRow | None:
-        index = self.resolver.index(label)
-        if index is None:
-            return RejectedRow(row, self.resolver.reason(label), label)
+    def add_batch(
+        self, entries: list[tuple[PredictionRecord, int, str]], rejected: list[RejectedRow]
+    ) -> None:
+        """Append the rows of one lookup batch; rows that cannot be used go to ``rejected``."""
+        index = self.resolver.index
         n_classes = len(self.card.class_names)
-        if len(record.probabilities) != n_classes or not 0 <= record.label_index < n_classes:
-            return RejectedRow(
-                row,
-                f"prediction record holds {len(record.probabilities)} probabilities and class index "
-                f"{record.label_index}, the model card {n_classes} classes",
-                label,
-            )
+        good: list[tuple[PredictionRecord, int]] = []
+        for record, row, label in entries:
+            true_index = index(label)
+            if true_index is None:
+                rejected.append(RejectedRow(row, self.resolver.reason(label), label))
+            elif len(record.probabilities) != n_classes or not 0 <= record.label_index < n_classes:
+                reason = (
+                    f"prediction record holds {len(record.probabilities)} probabilities and class index "
+                    f"{record.label_index}, the model card {n_classes} classes"
+                )
+                rejected.append(RejectedRow(row, reason, label))
+            else:
+                good.append((record, true_index))
 
-        self.y_true.append(index)
-        self.y_pred.append(record.label_index)
-        self.probabilities.extend(record.probabilities)
-        self.confidence.append(record.confidence)
-        moment = record.predicted_at.timestamp()
-        self.predicted_at.append(moment)
-        self._add_inputs(record, int(moment // 3600))
-        return None
-
-    def _add_inputs(self, record: PredictionRecord, hour: int) -> None:
+        # Column by column over the batch: far fewer Python steps per row than one row at a time.
+        self.y_true.extend([i for _, i in good])
+        self.y_pred.extend([r.label_index for r, _ in good])
+        self.probabilities.extend([p for r, _ in good for p in r.probabilities])
+        self.confidence.extend([r.confidence for r, _ in good])
+        times = [r.predicted_at.timestamp() for r, _ in good]
+        self.predicted_at.extend(times)
         n_features = self.card.n_features
-        if record.inputs is None or record.inputs_mode == "none":
+        for (record, _), moment in zip(good, times, strict=True):
+            inputs = record.inputs
+            if inputs is not None and record.inputs_mode == "binned" and len(inputs) == n_features:
+                self.bins += inputs
+                self.bins_hour.append(int(moment // 3600))
+            else:
+                self._add_other_inputs(record, int(moment // 3600))
+
+    def _add_other_inputs(self, record: PredictionRecord, hour: int) -> None:
+        if record.inputs is None or record.inputs_mode != "raw":
             self.rows_without_inputs += 1
             return
         try:
-            if record.inputs_mode == "binned":
-                self.bins += decode_binned(record.inputs, n_features).tobytes()
-                self.bins_hour.append(hour)
-            else:
-                self.raw.extend(decode_raw(record.inputs, n_features))
-                self.raw_hour.append(hour)
+            self.raw.extend(decode_raw(record.inputs, self.card.n_features))
         except ValueError as exc:
             logger.debug("unusable inputs in record %s: %s", record.inference_id, exc)
             self.rows_without_inputs += 1
+            return
+        self.raw_hour.append(hour)
 
     def _all_bins(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
         n_features = self.card.n_features
@@ -328,22 +338,22 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
     builders: dict[tuple[str, str], _VersionBuilder | None] = {}
 
     for batch in store.get_many(list(latest)):
+        by_version: dict[tuple[str, str], list[tuple[PredictionRecord, int, str]]] = {}
         for record in batch:
             entry = latest.pop(record.inference_id, None)
-            if entry is None:
-                continue
-            row, label = entry
-            version = (record.model_name, record.model_version)
+            if entry is not None:
+                version = (record.model_name, record.model_version)
+                by_version.setdefault(version, []).append((record, *entry))
+        for version, entries in by_version.items():
             if version not in builders:
                 card = card_for(*version)
                 builders[version] = _VersionBuilder(card) if card is not None else None
             builder = builders[version]
             if builder is None:
-                rejected.append(RejectedRow(row, f"no model card for {version[0]}/{version[1]}", label))
-                continue
-            problem = builder.add(record, row, label)
-            if problem is not None:
-                rejected.append(problem)
+                reason = f"no model card for {version[0]}/{version[1]}"
+                rejected.extend(RejectedRow(row, reason, label) for _, row, label in entries)
+            else:
+                builder.add_batch(entries, rejected)
 
     versions = {v: b.build() for v, b in builders.items() if b is not None and len(b.y_true)}
     return JoinResult(

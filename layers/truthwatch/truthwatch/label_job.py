@@ -107,7 +107,7 @@ def process_label_object(
     result = join_labels(labels, store, CardCache(services.s3, services.data_bucket))
 
     model_names = _model_names(result, services)
-    reports, points, stale = _assess(obj, result, now)
+    reports, points, stale = assess_join(obj, result, now)
     points.extend(_count_points(result, model_names, now))
     fresh, too_old = split_by_age(points, now)
     stale.extend(too_old)
@@ -157,9 +157,14 @@ def _model_names(result: JoinResult, services: Services) -> list[str]:
     return [p["Prefix"].split("/")[1] for p in listing.get("CommonPrefixes", [])]
 
 
-def _assess(
+def assess_join(
     obj: LabelObject, result: JoinResult, now: datetime
 ) -> tuple[list[dict[str, Any]], list[MetricPoint], list[MetricPoint]]:
+    """Quality, drift and hourly values of every matched version: the reports and the metric points.
+
+    A file without a matched row still gets one report (version ``none``) for its row accounting.
+    The third list is empty here; points too old for CloudWatch are sorted out by the caller.
+    """
     reports: list[dict[str, Any]] = []
     points: list[MetricPoint] = []
     stale: list[MetricPoint] = []

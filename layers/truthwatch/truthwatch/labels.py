@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import math
 import zlib
@@ -121,6 +122,10 @@ def open_text(body: _Readable) -> IO[str]:
 def parse_label_stream(body: _Readable) -> Iterator[ParsedRow]:
     """Parse a label object (CSV, JSON lines or SageMaker ground truth, maybe gzipped) row by row.
 
+    ``row`` is the line number in the decompressed text (for a quoted CSV field spanning lines, the
+    last of them). A rejected row's ``raw`` is the line as read (JSON lines) or its fields written
+    back as one CSV line.
+
     Raises
     ------
     LabelFileError
@@ -128,56 +133,34 @@ def parse_label_stream(body: _Readable) -> Iterator[ParsedRow]:
         valid, and the caller reports the error with them.
     """
     text = open_text(body)
-    lines = _LineTracker(text)
+    skipped = 0
+    last_line = 0
     try:
-        first = lines.first_content_line()
-        if first is None:
-            return
-        if first.lstrip().startswith("{"):
-            yield from _parse_json_lines(lines)
+        for first in text:
+            if first.strip():
+                break
+            skipped += 1
         else:
-            yield from _parse_csv(lines)
+            return
+        lines = itertools.chain([first], text)
+        if first.lstrip().startswith("{"):
+            for last_line, row in _parse_json_lines(lines, skipped):  # noqa: B007 - kept for the error
+                yield row
+        else:
+            for last_line, row in _parse_csv(lines, skipped):  # noqa: B007 - kept for the error
+                yield row
     except (OSError, EOFError, zlib.error) as exc:
-        raise LabelFileError(f"the object cannot be read past line {lines.number} ({exc})") from exc
-
-
-class _LineTracker:
-    """Iterates text lines, numbering them and keeping the lines of the current record."""
-
-    def __init__(self, text: Iterable[str]) -> None:
-        self._lines = iter(text)
-        self._pending: list[str] = []
-        self.number = 0
-        self.blank_before = 0
-        self.current: list[str] = []
-
-    def first_content_line(self) -> str | None:
-        """Skip leading blank lines; push the first other line back and return it (None at the end)."""
-        for line in self._lines:
-            if line.strip():
-                self._pending.append(line)
-                return line
-            self.number += 1
-        return None
-
-    def __iter__(self) -> _LineTracker:
-        return self
-
-    def __next__(self) -> str:
-        line = self._pending.pop() if self._pending else next(self._lines)
-        self.number += 1
-        self.current.append(line)
-        return line
-
-    def take_record_text(self) -> str:
-        """The text of the lines read since the last call, without the final line end."""
-        record = "".join(self.current).rstrip("\r\n")
-        self.current = []
-        return _cut(record)
+        raise LabelFileError(f"the object cannot be read past line {last_line} ({exc})") from exc
 
 
 def _cut(text: str) -> str:
     return text if len(text) <= RAW_TEXT_LIMIT else text[:RAW_TEXT_LIMIT] + "..."
+
+
+def _as_csv(fields: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(fields)
+    return _cut(buffer.getvalue())
 
 
 def _normalise_name(name: str) -> str:
@@ -192,10 +175,9 @@ def _find_column(header: list[str], wanted: tuple[str, ...]) -> int | None:
     return None
 
 
-def _parse_csv(lines: _LineTracker) -> Iterator[ParsedRow]:
+def _parse_csv(lines: Iterator[str], offset: int) -> Iterator[tuple[int, ParsedRow]]:
     reader = csv.reader(lines)
     header = next(reader)
-    lines.take_record_text()
     id_column = _find_column(header, ID_FIELDS)
     label_column = _find_column(header, LABEL_FIELDS)
     missing_header = None
@@ -205,8 +187,11 @@ def _parse_csv(lines: _LineTracker) -> Iterator[ParsedRow]:
             f"{'inference id' if id_column is None else 'label'} column "
             f"(expected one of {', '.join(_ID_ALIASES if id_column is None else _LABEL_ALIASES)})"
         )
-        # The first line is data too when there is no header, so it is a row to account for.
-        yield RejectedRow(lines.number, missing_header, _cut(",".join(header)))
+        # Without a header the first line is data too, so it is a row to account for.
+        yield offset + 1, RejectedRow(offset + 1, missing_header, _as_csv(header))
+    id_at = id_column or 0
+    label_at = label_column or 0
+    width = max(id_at, label_at) + 1
 
     while True:
         try:
@@ -214,53 +199,57 @@ def _parse_csv(lines: _LineTracker) -> Iterator[ParsedRow]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield RejectedRow(lines.number, f"malformed CSV ({exc})", lines.take_record_text())
+            line = offset + reader.line_num
+            yield line, RejectedRow(line, f"malformed CSV ({exc})", "")
             continue
 
-        raw = lines.take_record_text()
-        if not any(f.strip() for f in fields):
+        line = offset + reader.line_num
+        if len(fields) >= width:
+            if missing_header is None:
+                yield line, _checked(line, fields[id_at], fields[label_at], fields)
+                continue
+        elif not any(f.strip() for f in fields):
             continue
         if missing_header is not None:
-            yield RejectedRow(lines.number, missing_header, raw)
-            continue
-
-        width = max(id_column or 0, label_column or 0) + 1
-        if len(fields) < width:
-            yield RejectedRow(
-                lines.number, f"row has {len(fields)} fields, the id and label columns need {width}", raw
-            )
-            continue
-        yield _checked(lines.number, fields[id_column or 0], fields[label_column or 0], raw)
+            yield line, RejectedRow(line, missing_header, _as_csv(fields))
+        else:
+            reason = f"row has {len(fields)} fields, the id and label columns need {width}"
+            yield line, RejectedRow(line, reason, _as_csv(fields))
 
 
-def _checked(row: int, inference_id: str, label: str, raw: str) -> ParsedRow:
+def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> ParsedRow:
     inference_id = inference_id.strip()
     label = label.strip()
+    short = len(inference_id) <= MAX_ID_BYTES // 4  # at most 4 bytes a character in UTF-8
+    if inference_id and label and short and _NOT_UTF8 not in label + inference_id:
+        return LabelRow(row, inference_id, label)
+
+    text = raw if isinstance(raw, str) else _as_csv(raw)
     if not inference_id:
-        return RejectedRow(row, "missing inference id", raw)
+        return RejectedRow(row, "missing inference id", text)
     if not label:
-        return RejectedRow(row, "missing label", raw)
+        return RejectedRow(row, "missing label", text)
     if _NOT_UTF8 in inference_id or _NOT_UTF8 in label:
-        return RejectedRow(row, "not valid UTF-8", raw)
-    if len(inference_id) * 4 > MAX_ID_BYTES and len(inference_id.encode("utf-8")) > MAX_ID_BYTES:
-        return RejectedRow(row, f"inference id longer than {MAX_ID_BYTES} bytes", raw[:200])
+        return RejectedRow(row, "not valid UTF-8", text)
+    if len(inference_id.encode("utf-8")) > MAX_ID_BYTES:
+        return RejectedRow(row, f"inference id longer than {MAX_ID_BYTES} bytes", text[:200])
     return LabelRow(row, inference_id, label)
 
 
-def _parse_json_lines(lines: _LineTracker) -> Iterator[ParsedRow]:
-    for line in lines:
-        raw = lines.take_record_text()
+def _parse_json_lines(lines: Iterator[str], offset: int) -> Iterator[tuple[int, ParsedRow]]:
+    for number, line in enumerate(lines, start=offset + 1):
         if not line.strip():
             continue
+        raw = _cut(line.rstrip("\r\n"))
         try:
             document = json.loads(line)
         except ValueError as exc:
-            yield RejectedRow(lines.number, f"not valid JSON ({exc.args[0] if exc.args else exc})", raw)
+            yield number, RejectedRow(number, f"not valid JSON ({exc.args[0] if exc.args else exc})", raw)
             continue
         if not isinstance(document, dict):
-            yield RejectedRow(lines.number, f"a JSON {type(document).__name__}, expected an object", raw)
+            yield number, RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
             continue
-        yield _json_row(lines.number, document, raw)
+        yield number, _json_row(number, document, raw)
 
 
 def _json_row(row: int, document: dict[str, Any], raw: str) -> ParsedRow:

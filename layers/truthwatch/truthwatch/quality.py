@@ -15,7 +15,7 @@ it is never NaN, infinity or a made-up 0. The cases:
 
 ROC AUC is the unweighted mean of one-vs-rest AUCs over the classes present among the true labels,
 which equals scikit-learn's ``roc_auc_score(multi_class="ovr")`` when every class is present and
-stays defined when some are not.
+stays defined when some are not (each class's AUC comes from score ranks, see :func:`binary_auc`).
 
 Examples
 --------
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import rankdata
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
@@ -42,7 +43,6 @@ from sklearn.metrics import (
     confusion_matrix,
     log_loss,
     precision_recall_fscore_support,
-    roc_auc_score,
 )
 
 BOOTSTRAP_MIN_ROWS = 200
@@ -180,8 +180,22 @@ def _probability_metrics(
     if len(present) < 2:
         quality.omitted["roc_auc_ovr_score"] = "only one class among the true labels"
         return
-    aucs = [roc_auc_score(y_true == c, proba[:, c]) for c in present]
+    aucs = [binary_auc(y_true == c, proba[:, c]) for c in present]
     quality.values["roc_auc_ovr_score"] = float(np.mean(aucs))
+
+
+def binary_auc(positive: npt.NDArray[np.bool_], score: npt.NDArray[np.floating]) -> float:
+    """ROC AUC of one class from score ranks (the Mann-Whitney U statistic, ties counted half).
+
+    Equal to ``sklearn.metrics.roc_auc_score(positive, score)``; one ranking instead of the full
+    ROC curve keeps it fast enough to run per class and per prediction hour on a million rows.
+    Both classes must be present.
+    """
+    n_positive = int(np.count_nonzero(positive))
+    n_negative = len(positive) - n_positive
+    ranks = rankdata(score)
+    u_statistic = float(ranks[positive].sum()) - n_positive * (n_positive + 1) / 2
+    return u_statistic / (n_positive * n_negative)
 
 
 def _per_class(
