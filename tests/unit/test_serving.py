@@ -51,7 +51,7 @@ def test_decoded_size_is_bounded():
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_json_number_tokens_are_refused(token):
     with pytest.raises(RequestError) as caught:
-        parse_json('{"instances": [[' + token + ']]}')
+        parse_json('{"instances": [[' + token + "]]}")
 
     assert caught.value.code == "invalid_json"
 
