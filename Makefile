@@ -28,7 +28,7 @@ setup: $(STAMP) ## create .venv with the pinned development set
 lint: setup ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers $(wildcard functions/*/*.py)
+	$(BIN)/mypy layers infra $(wildcard functions/*/*.py)
 
 format: setup ## rewrite files with ruff
 	$(BIN)/ruff check --fix .
