@@ -8,6 +8,7 @@ so importing this module needs no environment variables and loads nothing.
 
 from __future__ import annotations
 
+import copy
 import os
 from functools import cache, cached_property
 from http import HTTPStatus
@@ -33,6 +34,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from truthwatch import inference_metrics, serving
 from truthwatch.capture import FAILURE_EVENT, LogOnlyRecorder, Recorder
+from truthwatch.inference_tracing import LazyXRayProvider
 from truthwatch.serving import (
     ErrorResponse,
     HealthResponse,
@@ -47,8 +49,18 @@ from truthwatch.telemetry import NAMESPACE
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+
+class _Tracer(Tracer):
+    # Maintenance: Tracer keeps its settings in one class-level dict shared by every Tracer of a
+    # process; a dict of its own keeps this provider and auto_patch=False from reaching the
+    # Tracers of other handlers imported into the same process (tests, the local stack).
+    _config = copy.copy(Tracer._default_config)
+
+
 logger = Logger()
-tracer = Tracer()
+# The lazy provider imports the X-Ray SDK on the first traced request, never when tracing is off;
+# only botocore is patched, when the first AWS client is built (see _aws_client).
+tracer = _Tracer(provider=LazyXRayProvider(), auto_patch=False)
 # service="" keeps Powertools from adding a `service` dimension the contract does not have.
 metrics = Metrics(namespace=NAMESPACE, service="")
 router = Router()  # type: ignore[no-untyped-call]
@@ -93,21 +105,27 @@ def _table_recorder(config: ServingSettings) -> Recorder:
     if config.predictions_table is None:
         logger.warning("PREDICTIONS_TABLE is unset: every record goes to the log as capture_failed")
         return LogOnlyRecorder()
-    import boto3
-
     from truthwatch.capture import DynamoDBRecorder
 
-    return DynamoDBRecorder(boto3.client("dynamodb"), config.predictions_table)
+    return DynamoDBRecorder(_aws_client("dynamodb"), config.predictions_table)
+
+
+def _aws_client(name: str) -> Any:
+    # boto3 is imported here, not at module level: the first answer of a function without a
+    # table or bucket (benchmarks, the local stack's log-only mode) never needs it.
+    import boto3
+
+    tracer.patch(["botocore"])
+    return boto3.client(name)  # type: ignore[call-overload]
 
 
 def _publish_card(config: ServingSettings, runtime: Any) -> None:
     if config.data_bucket is None:
         return
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        key = serving.publish_card(boto3.client("s3"), config.data_bucket, runtime.card)
+        key = serving.publish_card(_aws_client("s3"), config.data_bucket, runtime.card)
     except (BotoCoreError, ClientError) as exc:
         logger.warning("model card upload failed", extra={"bucket": config.data_bucket, "error": str(exc)})
         return
@@ -273,7 +291,8 @@ http_app = _resolver(_HttpResolver)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
+# The response stays out of the trace: a thousand-row answer is past X-Ray's 64 KB document limit.
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Answer an API Gateway event: HTTP API (payload 2.0) or REST API (payload 1.0)."""
