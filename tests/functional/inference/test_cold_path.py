@@ -26,7 +26,8 @@ class Context:
 recorder = MemoryRecorder()
 app.use_recorder(recorder)
 response = app.lambda_handler(load_event("apigw-rest-predict"), Context())
-loaded = {name: name in sys.modules for name in ("boto3", "botocore.client", "aws_xray_sdk.core", "tensorflow")}
+modules = ("boto3", "botocore.client", "aws_xray_sdk.core", "tensorflow")
+loaded = {name: name in sys.modules for name in modules}
 sys.stderr.write(json.dumps({"status": response["statusCode"], "records": len(recorder.records), **loaded}))
 """
 
