@@ -51,3 +51,17 @@ def test_attributions_of_the_digits_model_sum_to_the_output_difference(model_dir
         assert attributions.shape == (64,)
         assert abs(attributions.sum() - expected) <= COMPLETENESS_TOLERANCE
         assert np.all(attributions[row == 0] == 0.0)  # blank pixels carry no attribution
+
+
+@pytest.mark.slow
+def test_card_holds_mean_attributions_per_predicted_class(exported_model):
+    attributions = exported_model.card.attributions
+
+    assert attributions is not None
+    assert sum(attributions.rows_by_class.values()) == 360
+    assert set(attributions.by_class) == set("0123456789")
+    for name, values in attributions.by_class.items():
+        assert len(values) == 64
+        assert max(values) > 0  # some ink argues for the predicted class
+        # the row mean of f(x) - f(0) is positive: the prediction moved towards the class
+        assert sum(values) > 0, name

@@ -132,6 +132,19 @@ class ModelVariant(_Strict):
     note: str = ""
 
 
+class Attributions(_Strict):
+    """Mean per-feature attributions of the held-out rows, by predicted class.
+
+    What the model looks at when it predicts each class: reports draw them as a heat map beside the
+    confusion matrix. Computed at export with :func:`truthwatch.explain.integrated_gradients`.
+    """
+
+    method: str
+    baseline: str
+    by_class: dict[str, tuple[float, ...]]
+    rows_by_class: dict[str, int]
+
+
 class ModelCard(_Strict):
     """The contents of ``model.json``."""
 
@@ -149,6 +162,7 @@ class ModelCard(_Strict):
     heldout_metrics: HeldoutMetrics
     baseline: Baseline
     files: dict[str, ModelFile]
+    attributions: Attributions | None = None
     variants: dict[str, ModelVariant] = Field(
         default_factory=dict, description="TFLite variants by name: float32, dynamic_range, full_integer."
     )

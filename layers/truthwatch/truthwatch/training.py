@@ -27,6 +27,7 @@ import numpy as np
 from truthwatch.baseline import build_baseline
 from truthwatch.card import (
     CARD_FILE,
+    Attributions,
     HeldoutMetrics,
     InputSpec,
     ModelCard,
@@ -118,6 +119,30 @@ def _variant(flatbuffer: Flatbuffer, reference: float) -> ModelVariant:
     )
 
 
+def _attributions(flatbuffer: Path, split: Split) -> Attributions:
+    """Mean integrated-gradient attributions of the held-out rows, grouped by predicted class."""
+    from truthwatch.explain import integrated_gradients
+    from truthwatch.runtime import LiteRTBackend
+
+    backend = LiteRTBackend(flatbuffer)
+    predicted = backend.predict_proba(split.x_heldout).argmax(axis=1)
+    by_class: dict[str, tuple[float, ...]] = {}
+    rows_by_class: dict[str, int] = {}
+    for index, name in enumerate(split.class_names):
+        rows = split.x_heldout[predicted == index]
+        rows_by_class[name] = len(rows)
+        if len(rows) == 0:
+            continue
+        total = sum(integrated_gradients(backend.predict_proba, row, index) for row in rows)
+        by_class[name] = tuple(round(float(v), 6) for v in np.asarray(total) / len(rows))
+    return Attributions(
+        method="integrated gradients, numerical gradients, 32 steps",
+        baseline="all-zero input",
+        by_class=by_class,
+        rows_by_class=rows_by_class,
+    )
+
+
 def _describe(path: Path) -> ModelFile:
     return ModelFile(sha256=sha256_file(path), bytes=path.stat().st_size)
 
@@ -171,7 +196,10 @@ def train_and_export(artifacts: Path, config: TrainConfig | None = None) -> Expo
         (staging / flatbuffer.file).write_bytes(flatbuffer.content)
     files = {name: _describe(staging / name) for name in ["model.keras", *(f.file for f in shipped)]}
     variants = {f.name: _variant(f, metrics.accuracy) for f in flatbuffers}
-    card = _card(config, split, version, metrics, files).model_copy(update={"variants": variants})
+    attributions = _attributions(staging / "model.tflite", split)
+    card = _card(config, split, version, metrics, files).model_copy(
+        update={"variants": variants, "attributions": attributions}
+    )
     (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
 
     return _publish(artifacts, model_root, staging, card)
