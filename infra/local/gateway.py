@@ -4,13 +4,16 @@ Each request becomes an API Gateway REST API (v1) proxy event, the handler's pro
 becomes the HTTP answer. Routes come from the function's ``Api`` events in ``template.yaml``: a
 request that matches none of them is answered by the gateway itself, as API Gateway answers it
 (403 ``Missing Authentication Token``), and a handler that fails or returns a malformed response
-gives 502 ``Internal server error``. Authorisation (IAM or API key), throttling and stages are not
-emulated (see "Known limitations" in ``docs/local.md``).
+gives 502 ``Internal server error``. With an API key set (``ApiAuth=API_KEY``), a matched request
+without that key in its ``x-api-key`` header is refused with API Gateway's 403 ``Forbidden`` before
+the function is called. IAM (SigV4) authorisation, throttling and stages are not emulated (see
+"Known limitations" in ``docs/local.md``).
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import re
@@ -166,6 +169,15 @@ def gateway_error(status: int, message: str) -> ProxyResponse:
     return ProxyResponse(status, [("Content-Type", "application/json")], body)
 
 
+def api_key_accepted(expected: str | None, headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether a request may pass: no key is required, or its ``x-api-key`` header holds the key."""
+    if expected is None:
+        return True
+    given = next((value for name, value in headers if name.lower() == "x-api-key"), None)
+    # A constant-time comparison, so the local gateway does not teach clients to guess keys by timing.
+    return given is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 @dataclass
 class GatewayStats:
     """Requests answered, by status code (read by the console)."""
@@ -198,6 +210,9 @@ class LocalGateway:
         Runs the handler on an event and returns its raw result, or raises.
     stage
         The stage name put into ``requestContext``.
+    api_key
+        When set, every matched route requires this value in the ``x-api-key`` header, as a REST API
+        method with ``ApiKeyRequired`` does; ``None`` lets every request through.
     """
 
     def __init__(
@@ -207,11 +222,13 @@ class LocalGateway:
         routes: Sequence[Route],
         invoke: Callable[[dict[str, Any]], Any],
         stage: str = "local",
+        api_key: str | None = None,
     ) -> None:
         self.host = host
         self.routes = list(routes) or [Route("/{proxy+}", "ANY")]
         self.invoke = invoke
         self.stage = stage
+        self.api_key = api_key
         self.stats = GatewayStats()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -250,6 +267,8 @@ class LocalGateway:
             parameters = route.match(method, path)
             if parameters is None:
                 continue
+            if not api_key_accepted(self.api_key, headers):
+                return gateway_error(403, "Forbidden")
             event = build_event(
                 method, target, headers, body, route=route, path_parameters=parameters, stage=self.stage
             )

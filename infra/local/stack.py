@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -81,6 +82,9 @@ class StackConfig:
         The ``samconfig.toml`` environment whose parameter overrides apply.
     parameters
         Parameter values that win over ``samconfig.toml`` and the template defaults.
+    api_key
+        The key the gateway requires when the template's ``ApiAuth`` is ``API_KEY``; ``None`` draws
+        a random one at start (``LocalStack.api_key`` and the console give it).
     """
 
     root: Path = REPO_ROOT
@@ -94,6 +98,7 @@ class StackConfig:
     config_env: str = "default"
     parameters: dict[str, str] = field(default_factory=dict)
     echo_logs: bool = False
+    api_key: str | None = None
 
 
 class Console:
@@ -176,6 +181,12 @@ class LocalStack:
         """Base URL of the inference API."""
         assert self.gateway is not None, "start the stack first"
         return self.gateway.url
+
+    @property
+    def api_key(self) -> str | None:
+        """The key the API requires (``ApiAuth=API_KEY``), or ``None`` when it requires none locally."""
+        assert self.gateway is not None, "start the stack first"
+        return self.gateway.api_key
 
     def client(self, service: str) -> Any:
         """A boto3 client of the local endpoint."""
@@ -305,6 +316,9 @@ class LocalStack:
         if not api:
             raise StackError("template.yaml declares no function with Api events to serve over HTTP")
         logical_id, plan = api[0]
+        api_key = None
+        if self.provisioned.parameters.get("ApiAuth") == "API_KEY":
+            api_key = self.config.api_key or secrets.token_urlsafe(24)
         try:
             self.gateway = LocalGateway(
                 self.config.host,
@@ -312,6 +326,7 @@ class LocalStack:
                 plan.api_routes,
                 self._invoke_sync(logical_id),
                 stage=self.provisioned.parameters.get("Stage", "local"),
+                api_key=api_key,
             )
         except OSError as exc:
             raise StackError(f"the API cannot listen on port {self.config.api_port}: {exc}") from None
@@ -409,6 +424,8 @@ class LocalStack:
         say = self.console.say
         say(f"moto (S3, DynamoDB, SQS, SNS, SES, CloudWatch) on {self.endpoint}")
         say(f"inference API on {self.gateway.url} serving {model_folder}")
+        if self.gateway.api_key is not None:
+            say(f"  ApiAuth=API_KEY: send the header x-api-key: {self.gateway.api_key}")
         for route in self.gateway.routes:
             say(f"  {route.method:<6} {self.gateway.url}{route.path}")
         for logical_id, plan in self.provisioned.functions.items():
