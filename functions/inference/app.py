@@ -9,6 +9,7 @@ so importing this module needs no environment variables and loads nothing.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 from functools import cache, cached_property
 from http import HTTPStatus
@@ -57,7 +58,7 @@ class _Tracer(Tracer):
     _config = copy.copy(Tracer._default_config)
 
 
-logger = Logger()
+logger = Logger(json_serializer=serving.log_dumps)
 # The lazy provider imports the X-Ray SDK on the first traced request, never when tracing is off;
 # only botocore is patched, when the first AWS client is built (see _aws_client).
 tracer = _Tracer(provider=LazyXRayProvider(), auto_patch=False)
@@ -91,7 +92,17 @@ def service() -> InferenceService:
             "capture": config.capture_mode,
         },
     )
-    return InferenceService(runtime, config, recorder)
+    loaded = InferenceService(runtime, config, recorder)
+    _freeze_heap()
+    return loaded
+
+
+@cache
+def _freeze_heap() -> None:
+    # What is loaded by now (modules, model, schemas) lives as long as the environment; frozen,
+    # it is no longer rescanned by the collections a thousand-row request triggers. Once per
+    # process, so tests that rebuild the service do not freeze their garbage.
+    gc.freeze()
 
 
 def use_recorder(recorder: Recorder | None) -> None:
@@ -239,7 +250,9 @@ _ERROR_HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
 class _Decoding(BaseProxyEvent):
     """Undo base64 and gzip within the body limit, and read any JSON media type as JSON."""
 
-    @property
+    # Cached: Powertools reads the headers several times per request, and the base class builds
+    # a new case-insensitive copy on every read.
+    @cached_property
     def headers(self) -> dict[str, str]:
         headers = super().headers
         kind = serving.media_type(headers.get("content-type"))

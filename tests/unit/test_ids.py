@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 
 import truthwatch.ids as ids_module
@@ -56,3 +58,28 @@ def test_id_problems_name_the_fault(ids, reason):
 
 def test_good_ids_have_no_problems():
     assert id_problems(["order-1:row.0", "x" * 128], 2) == []
+
+
+def test_batch_ids_built_with_numpy_equal_the_ones_built_one_by_one(monkeypatch):
+    entropy = bytes(range(256)) * 17
+    vector = UUIDv7Generator(clock_ms=lambda: 1_796_326_136_679, random_bytes=lambda n: entropy[:n])
+    scalar = UUIDv7Generator(clock_ms=lambda: 1_796_326_136_679, random_bytes=lambda n: entropy[:n])
+
+    batch = vector.new(1024)
+    monkeypatch.setattr(ids_module, "_VECTOR_MIN", 10**9)
+    one_by_one = scalar.new(1024)
+
+    assert batch == one_by_one
+    assert (vector.new(1), vector._counter) == (scalar.new(1), scalar._counter)
+    assert all(uuid.UUID(value).version == 7 for value in batch)
+
+
+def test_batch_near_counter_overflow_takes_the_loop_that_borrows_a_millisecond(monkeypatch):
+    monkeypatch.setattr(ids_module, "_COUNTER_BITS", 5)
+    monkeypatch.setattr(ids_module, "_COUNTER_SEED_MASK", 15)
+    generator = UUIDv7Generator(clock_ms=lambda: 9_000, random_bytes=lambda n: b"\xff" * n)
+
+    ids = generator.new(40)
+
+    assert ids == sorted(ids) and len(set(ids)) == 40
+    assert uuid7_time_ms(ids[-1]) == 9_001

@@ -153,6 +153,21 @@ def _type_serializer() -> TypeSerializer:
     return TypeSerializer()
 
 
+@dataclass(frozen=True)
+class ScoredBatch:
+    """A predicted batch as Python lists, computed once for the records and the answer."""
+
+    label_index: list[int]
+    confidence: list[float]
+    probabilities: list[list[float]]
+
+    @classmethod
+    def from_proba(cls, proba: npt.NDArray[np.floating[Any]]) -> ScoredBatch:
+        """Predicted class, its probability and every probability per row of ``(n, n_classes)``."""
+        index = proba.argmax(axis=1)
+        return cls(index.tolist(), proba[np.arange(len(proba)), index].tolist(), proba.tolist())
+
+
 def build_records(
     ids: Sequence[str],
     card: ModelCard,
@@ -161,7 +176,7 @@ def build_records(
     mode: CaptureMode,
     predicted_at: datetime,
     ttl_days: int,
-    probability_lists: list[list[float]] | None = None,
+    scored: ScoredBatch | None = None,
 ) -> list[PredictionRecord]:
     """One record per row of a predicted batch.
 
@@ -173,57 +188,62 @@ def build_records(
         Class probabilities, shape ``(n, n_classes)``.
     rows
         The inputs, shape ``(n, n_features)``, encoded as ``mode`` says.
-    probability_lists
-        ``proba.tolist()`` when the caller already has it (a thousand rows cost a millisecond).
+    scored
+        ``ScoredBatch.from_proba(proba)`` when the caller already has it.
     """
-    label_index = proba.argmax(axis=1)
-    confidence = proba[np.arange(len(proba)), label_index].tolist()
-    probabilities = proba.tolist() if probability_lists is None else probability_lists
+    scores = ScoredBatch.from_proba(proba) if scored is None else scored
     inputs = binned_inputs(rows, card) if mode == "binned" else encode_inputs(rows, mode, card)
     expires_at = expiry(predicted_at, ttl_days)
     names = card.class_names
+    name, version = card.name, card.version
     return [
         PredictionRecord(
-            inference_id=ids[i],
-            model_name=card.name,
-            model_version=card.version,
+            inference_id=key,
+            model_name=name,
+            model_version=version,
             predicted_at=predicted_at,
             label=names[index],
             label_index=index,
-            confidence=confidence[i],
-            probabilities=tuple(probabilities[i]),
+            confidence=confidence,
+            probabilities=tuple(probabilities),
             inputs_mode=mode,
-            inputs=inputs[i],
+            inputs=encoded,
             expires_at=expires_at,
         )
-        for i, index in enumerate(label_index.tolist())
+        for key, index, confidence, probabilities, encoded in zip(
+            ids, scores.label_index, scores.confidence, scores.probabilities, inputs, strict=True
+        )
     ]
 
 
 def binned_inputs(rows: npt.NDArray[np.float32], card: ModelCard) -> list[bytes | None]:
     """Bin index per feature, one byte each, per row: what ``encode_inputs(rows, "binned", card)`` gives.
 
-    One comparison against every feature's edges at once, instead of a ``searchsorted`` per
-    feature: a one-row request spends a few microseconds here instead of a few hundred.
+    One comparison of every value against every inner edge of its feature, counted along the
+    edges, instead of a ``searchsorted`` per feature; and one ``tobytes`` for the batch, sliced
+    per row. One row costs about 10 microseconds, a thousand about half a millisecond.
     """
     edges = _edge_matrix(card)
-    bins = (rows[:, :, None] >= edges[None, :, :]).sum(axis=2, dtype=np.uint8)
-    return [row.tobytes() for row in bins]
+    bins = (rows[:, None, :] >= edges[None, :, :]).sum(axis=1, dtype=np.uint8)
+    data = bins.tobytes()
+    width = rows.shape[1]
+    return [data[start : start + width] for start in range(0, len(data), width)]
 
 
 _edge_cache: dict[str, npt.NDArray[np.float64]] = {}
 
 
 def _edge_matrix(card: ModelCard) -> npt.NDArray[np.float64]:
+    """Inner bin edges, shape ``(max_edges, n_features)``: edge ``k`` of every feature in row ``k``."""
     # Features may have different edge counts; +inf pads the short ones, and no value reaches it.
     key = f"{card.name}/{card.version}"
     matrix = _edge_cache.get(key)
     if matrix is None:
         features = card.baseline.features
         width = max(len(f.bin_edges) for f in features)
-        matrix = np.full((len(features), width), np.inf)
+        matrix = np.full((width, len(features)), np.inf)
         for column, feature in enumerate(features):
-            matrix[column, : len(feature.bin_edges)] = feature.bin_edges
+            matrix[: len(feature.bin_edges), column] = feature.bin_edges
         _edge_cache[key] = matrix
     return matrix
 

