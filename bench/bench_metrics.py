@@ -53,14 +53,20 @@ def _card() -> object:
 
 
 class ColumnarStore:
-    """An in-memory prediction store: arrays per column, records built on lookup."""
+    """An in-memory prediction store holding columns; a lookup answers with ``PredictionColumns``.
 
-    def __init__(self, card: object, n: int, seed: int = 0) -> None:
+    It implements the same ``get_many`` as ``DynamoDBPredictionStore``: ids in, batches of found
+    rows out, with their positions among the ids asked for. Each batch is looked up id by id in a
+    dict and sliced out of the columns; nothing about the label file is known in advance.
+    """
+
+    def __init__(self, card: object, n: int, seed: int = 0, batch_size: int = 1000) -> None:
         from truthwatch.card import ModelCard
 
         assert isinstance(card, ModelCard)
         rng = np.random.default_rng(seed)
         self.card = card
+        self.batch_size = batch_size
         self.ids = [f"0190a1b2-{i >> 16:04x}-7{i & 0xFFF:03x}-8000-{i:012d}" for i in range(n)]
         self.index = {inference_id: i for i, inference_id in enumerate(self.ids)}
         self.y_true = rng.integers(0, N_CLASSES, size=n)
@@ -70,41 +76,31 @@ class ColumnarStore:
         logits[np.arange(n), self.y_pred] += 3.0
         proba = np.exp(logits)
         self.proba = np.round(proba / proba.sum(axis=1, keepdims=True), 6).astype(np.float32)
+        self.confidence = self.proba[np.arange(n), self.y_pred]
         self.bins = rng.integers(0, 9, size=(n, N_FEATURES), dtype=np.uint8)
-        start = datetime.now(UTC) - timedelta(hours=30)
-        self.start = start
-        self.offsets = np.sort(rng.integers(0, 24 * 3600, size=n))
+        start = (datetime.now(UTC) - timedelta(hours=30)).timestamp()
+        self.predicted_at = start + np.sort(rng.integers(0, 24 * 3600, size=n)).astype(np.float64)
 
-    def get_many(self, inference_ids: Sequence[str]) -> Iterator[list[object]]:
-        from truthwatch.records import PredictionRecord
+    def get_many(self, inference_ids: Sequence[str]) -> Iterator[object]:
+        from truthwatch.join import PredictionColumns
 
-        card = self.card
-        names = card.class_names
-        name, version = card.name, card.version
-        for begin in range(0, len(inference_ids), 1000):
-            chunk = [i for i in inference_ids[begin : begin + 1000] if i in self.index]
-            rows = np.array([self.index[i] for i in chunk], dtype=np.int64)
-            # Whole-batch slices: the per-row work left is building the records, as a real store does.
-            predicted = self.y_pred[rows].tolist()
-            probabilities = self.proba[rows].tolist()
-            inputs = self.bins[rows]
-            offsets = self.offsets[rows].tolist()
-            yield [
-                PredictionRecord(
-                    inference_id=inference_id,
-                    model_name=name,
-                    model_version=version,
-                    predicted_at=self.start + timedelta(seconds=offsets[j]),
-                    label=names[predicted[j]],
-                    label_index=predicted[j],
-                    confidence=probabilities[j][predicted[j]],
-                    probabilities=tuple(probabilities[j]),
-                    inputs_mode="binned",
-                    inputs=inputs[j].tobytes(),
-                    expires_at=0,
-                )
-                for j, inference_id in enumerate(chunk)
-            ]
+        lookup = self.index.get
+        for begin in range(0, len(inference_ids), self.batch_size):
+            chunk = inference_ids[begin : begin + self.batch_size]
+            where = np.fromiter((lookup(i, -1) for i in chunk), dtype=np.int64, count=len(chunk))
+            hit = np.flatnonzero(where >= 0)
+            rows = where[hit]
+            yield PredictionColumns(
+                model_name=self.card.name,
+                model_version=self.card.version,
+                positions=hit + begin,
+                label_index=self.y_pred[rows],
+                confidence=self.confidence[rows],
+                probabilities=self.proba[rows],
+                predicted_at=self.predicted_at[rows],
+                inputs_mode="binned",
+                inputs=self.bins[rows],
+            )
 
 
 def _label_file(store: ColumnarStore, seed: int = 1) -> bytes:
@@ -129,9 +125,8 @@ def _rss_mb() -> float:
 
 def run_size(n: int, joined_out: Path | None) -> dict[str, object]:
     """Time one size in this process; optionally save the joined rows for Evidently."""
-    from truthwatch.join import collect_labels, join_labels
+    from truthwatch.join import join_labels, read_labels
     from truthwatch.label_job import assess_join
-    from truthwatch.labels import parse_label_stream
     from truthwatch.notifications import LabelObject
     from truthwatch.report import to_html, to_json
 
@@ -142,7 +137,7 @@ def run_size(n: int, joined_out: Path | None) -> dict[str, object]:
     rss_before = _rss_mb()
 
     t0 = time.perf_counter()
-    labels = collect_labels(parse_label_stream(io.BytesIO(data)))
+    labels = read_labels(io.BytesIO(data))
     t1 = time.perf_counter()
     result = join_labels(labels, store, lambda name, version: card)  # type: ignore[arg-type, return-value]
     t2 = time.perf_counter()

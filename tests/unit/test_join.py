@@ -17,7 +17,9 @@ from truthwatch.join import (
     StoreUnavailableError,
     collect_labels,
     join_labels,
+    read_labels,
 )
+from truthwatch.label_job import hourly_counts
 from truthwatch.labels import parse_label_stream
 from truthwatch.records import PredictionRecord, encode_inputs
 
@@ -156,23 +158,41 @@ def test_join_bins_raw_captures_like_binned_ones_and_counts_rows_without_inputs(
     assert matched.rows_without_inputs == 1
 
 
-def test_join_splits_rows_by_prediction_hour() -> None:
+def test_join_counts_rows_per_prediction_hour_in_one_pass() -> None:
     card = small_card()
     times = [T0, T0 + timedelta(minutes=20), T0 + timedelta(hours=1), T0 - timedelta(days=1)]
-    records = {f"p{i}": make_record(card, f"p{i}", 0, at) for i, at in enumerate(times)}
-    text = "id,label\n" + "".join(f"p{i},0\n" for i in range(4))
+    records = {f"p{i}": make_record(card, f"p{i}", i % 2, at) for i, at in enumerate(times)}
+    records["n"] = make_record(card, "n", 0, T0, "none")
+    text = "id,label\n" + "".join(f"p{i},0\n" for i in range(4)) + "n,1\n"
 
     matched = join_labels(
-        collect_labels(parse_label_stream(io.BytesIO(text.encode()))),
-        InMemoryPredictionStore(records),
-        lambda n, v: card,
+        read_labels(io.BytesIO(text.encode())), InMemoryPredictionStore(records), lambda n, v: card
     ).versions[("tiny", "0123456789ab")]
+    hourly = hourly_counts(matched)
 
-    split = [
-        (datetime.fromtimestamp(h * 3600, UTC).hour, rows.rows, len(rows.bins))
-        for h, rows in matched.by_hour()
-    ]
-    assert split == [(9, 1, 1), (9, 2, 2), (10, 1, 1)]
+    assert [datetime.fromtimestamp(h * 3600, UTC).hour for h in hourly.hours.tolist()] == [9, 9, 10]
+    assert hourly.confusion.sum(axis=(1, 2)).tolist() == [1, 3, 1]
+    assert hourly.feature_rows.tolist() == [1, 2, 1]  # the row without inputs counts nowhere
+    # T0's hour: p0 (true 0, predicted 0), p1 (true 0, predicted 1), n (true 1, predicted 0)
+    assert hourly.confusion[1].tolist() == [[1, 1, 0], [1, 0, 0], [0, 0, 0]]
+    [(_, rows, values)] = [v for v in hourly.values() if v[0] == hourly.hours[1]]
+    assert rows == 3
+    assert values["accuracy_score"] == pytest.approx(1 / 3)
+    assert values["labels_matched"] == 3
+
+
+def test_join_reads_the_same_rows_from_batches_and_from_row_objects() -> None:
+    text = b"id,label\na,1\nb,2\na,3\nc,\nb,4\nd,5\na,6\n"
+
+    fast = read_labels(io.BytesIO(text))
+    slow = collect_labels(parse_label_stream(io.BytesIO(text)))
+
+    for labels in (fast, slow):
+        assert labels.ids == ["a", "b", "d"]
+        assert [labels.label_texts[c] for c in labels.label_codes.tolist()] == ["6", "4", "5"]
+        assert labels.rows.tolist() == [8, 6, 7]  # the later row wins
+        assert (labels.read, labels.duplicate_rows, len(labels.rejected)) == (7, 3, 1)
+        assert labels.duplicate_examples == [2, 3, 4]
 
 
 class FakeDynamoDB:
@@ -213,7 +233,8 @@ def test_join_dynamodb_store_asks_100_keys_a_call_and_retries_unprocessed_keys()
     fake = FakeDynamoDB(items, unprocessed_calls=2)
     store = DynamoDBPredictionStore(fake, "predictions", workers=1, base_delay=0.001)  # type: ignore[arg-type]
 
-    found = [r.inference_id for batch in store.get_many([f"p{i}" for i in range(260)]) for r in batch]
+    asked = [f"p{i}" for i in range(260)]
+    found = [asked[p] for columns in store.get_many(asked) for p in columns.positions.tolist()]
 
     assert sorted(found) == sorted(items)
     assert fake.calls[:2] == [100, 50]  # the first batch came back half unprocessed and was asked again

@@ -16,7 +16,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from truthwatch.quality import SCALAR_METRICS, assess_quality, binary_auc, bootstrap_std
+from truthwatch.quality import (
+    LABEL_METRICS,
+    SCALAR_METRICS,
+    assess_quality,
+    binary_auc,
+    bootstrap_std,
+    confusion_counts,
+    label_scores,
+)
 
 CLASSES = tuple(str(i) for i in range(4))
 
@@ -138,3 +146,29 @@ def test_quality_binary_auc_equals_scikit_learn_with_ties() -> None:
     score = np.round(rng.random(1000) + positive * 0.3, 1)  # rounding makes many ties
 
     assert binary_auc(positive, score) == pytest.approx(roc_auc_score(positive, score), rel=1e-12)
+
+
+def test_quality_from_the_confusion_matrix_equals_scikit_learn_on_the_rows() -> None:
+    # Class 3 is never labelled and class 2 never predicted: zero divisions on both sides.
+    y_true = np.array([0, 0, 1, 1, 1, 2, 2, 0, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 3, 0, 1, 0, 0, 3])
+
+    q = label_scores(confusion_counts(y_true, y_pred, 4)[0], LABEL_METRICS)
+
+    assert q.values["accuracy_score"] == pytest.approx(accuracy_score(y_true, y_pred))
+    with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
+        expected_balanced = balanced_accuracy_score(y_true, y_pred)
+    assert q.values["balanced_accuracy_score"] == pytest.approx(expected_balanced)
+    for average in ("macro", "weighted"):
+        assert q.values[f"f1_{average}_score"] == pytest.approx(
+            f1_score(y_true, y_pred, average=average, zero_division=np.nan)
+        )
+        assert q.values[f"precision_{average}_score"] == pytest.approx(
+            precision_score(y_true, y_pred, average=average, zero_division=np.nan)
+        )
+
+
+def test_quality_confusion_counts_splits_rows_by_group() -> None:
+    matrices = confusion_counts(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), 2, np.array([1, 0, 1, 1]), 2)
+
+    assert matrices.tolist() == [[[0, 0], [0, 1]], [[2, 0], [1, 0]]]

@@ -99,6 +99,8 @@ def assess_drift(
     confidence: npt.NDArray[np.floating],
     bins: npt.NDArray[np.uint8],
     rows_without_inputs: int = 0,
+    *,
+    feature_counts: npt.NDArray[np.integer] | None = None,
 ) -> Drift:
     """Compare the joined rows' inputs and predictions with the card's baseline.
 
@@ -114,16 +116,16 @@ def assess_drift(
         Bin index per feature of the rows with captured inputs, shape ``(m, n_features)``.
     rows_without_inputs
         Rows whose inputs were not captured (``inputs_mode`` ``none``), for the report's note.
+    feature_counts
+        The bin counts of ``bins`` when the caller has them already (:func:`bin_count_grid`), shape
+        ``(n_features, max bins)``.
     """
     drift = Drift()
     if len(y_pred) == 0:
         drift.notes.append("no matched rows")
         return drift
 
-    train_rows = card.training_data.train_rows
-    priors = np.asarray(card.baseline.class_priors) * train_rows
-    predicted = np.bincount(y_pred, minlength=len(card.class_names))
-    drift.prediction_psi = psi(priors, predicted)
+    drift.prediction_psi = prediction_psi(card, np.bincount(y_pred, minlength=len(card.class_names)))
     drift.mean_confidence = float(np.mean(confidence, dtype=np.float64))
 
     drift.feature_rows = len(bins)
@@ -136,30 +138,71 @@ def assess_drift(
         drift.notes.append("no feature drift: no matched row has captured inputs")
         return drift
 
-    observed = bin_counts(bins, [len(f.proportions) for f in card.baseline.features])
-    for feature, counts in zip(card.baseline.features, observed, strict=True):
-        expected = np.asarray(feature.proportions) * train_rows
-        drift.feature_psi[feature.name] = psi(expected, counts)
+    if feature_counts is None:
+        feature_counts = bin_count_grid(bins, feature_bins(card))[0]
+    drift.feature_psi = feature_psi(card, feature_counts)
     return drift
 
 
-def bin_counts(
-    bins: npt.NDArray[np.uint8], n_bins: list[int], chunk_rows: int = 1 << 16
-) -> list[npt.NDArray[np.int64]]:
-    """Count rows per bin for every feature column of ``bins`` (shape ``(m, n_features)``).
+def feature_bins(card: ModelCard) -> list[int]:
+    """Number of bins of every feature's baseline histogram."""
+    return [len(f.proportions) for f in card.baseline.features]
 
-    One ``bincount`` over all columns at once (each column's indices shifted into its own range),
-    ``chunk_rows`` rows at a time so the shifted copy stays small. Indices past a feature's last bin
-    cannot come from its card's edges; they are clipped into that bin rather than dropped, so every
-    row is counted once per feature.
+
+def feature_psi(card: ModelCard, counts: npt.NDArray[np.integer]) -> dict[str, float]:
+    """PSI of every feature from its observed bin counts, shape ``(n_features, max bins)``."""
+    train_rows = card.training_data.train_rows
+    return {
+        feature.name: psi(np.asarray(feature.proportions) * train_rows, row[: len(feature.proportions)])
+        for feature, row in zip(card.baseline.features, counts, strict=True)
+    }
+
+
+def prediction_psi(card: ModelCard, predicted_counts: npt.NDArray[np.integer]) -> float:
+    """PSI of the predicted-class counts, shape ``(n_classes,)``, against the card's class priors."""
+    priors = np.asarray(card.baseline.class_priors) * card.training_data.train_rows
+    return psi(priors, predicted_counts)
+
+
+def bin_count_grid(
+    bins: npt.NDArray[np.uint8],
+    n_bins: list[int],
+    groups: npt.NDArray[np.integer] | None = None,
+    n_groups: int = 1,
+    chunk_rows: int = 1 << 16,
+) -> npt.NDArray[np.int64]:
+    """Rows per bin of every feature column of ``bins``, per group, in one pass.
+
+    Parameters
+    ----------
+    bins
+        Bin index per feature, shape ``(m, n_features)``.
+    n_bins
+        Bins of each feature.
+    groups
+        Group of each row, ``0 <= groups < n_groups``, shape ``(m,)``; all rows in group 0 without it.
+
+    Returns
+    -------
+    ndarray of shape ``(n_groups, n_features, max(n_bins))``
+        Counts; the bins past a feature's own number stay 0.
+
+    Notes
+    -----
+    One ``bincount`` over all columns and groups at once (each column's indices shifted into its own
+    range), ``chunk_rows`` rows at a time so the shifted copy stays small. Indices past a feature's
+    last bin cannot come from its card's edges; they are clipped into that bin rather than dropped,
+    so every row is counted once per feature.
     """
     n_features = len(n_bins)
     width = max(n_bins)
-    shift = (np.arange(n_features, dtype=np.int32) * width)[np.newaxis, :]
-    limits = (np.asarray(n_bins, dtype=np.int32) - 1)[np.newaxis, :]
-    totals = np.zeros(n_features * width, dtype=np.int64)
+    cells = n_features * width
+    shift = (np.arange(n_features, dtype=np.int64) * width)[np.newaxis, :]
+    limits = (np.asarray(n_bins, dtype=np.uint8) - 1)[np.newaxis, :]
+    totals = np.zeros(n_groups * cells, dtype=np.int64)
     for start in range(0, len(bins), chunk_rows):
-        block = np.minimum(bins[start : start + chunk_rows].astype(np.int32), limits) + shift
-        totals += np.bincount(block.ravel(), minlength=n_features * width)
-    grid = totals.reshape(n_features, width)
-    return [grid[i, : n_bins[i]] for i in range(n_features)]
+        block = np.minimum(bins[start : start + chunk_rows], limits) + shift
+        if groups is not None:
+            block += (np.asarray(groups[start : start + chunk_rows], dtype=np.int64) * cells)[:, np.newaxis]
+        totals += np.bincount(block.ravel(), minlength=n_groups * cells)
+    return totals.reshape(n_groups, n_features, width)

@@ -17,8 +17,11 @@ So ``read == matched + unknown + rejected + duplicate``, always. Labels are chec
 model card of the prediction they join, which is why a row with an unknown id is counted as unknown
 even when its label would not have been valid.
 
-The join pulls predictions in batches from a :class:`PredictionStore` and copies what the metrics
-need into flat arrays per model version at once, so memory holds numbers, not a million records.
+Everything here works on columns, not on an object per row: the label file becomes lists of ids,
+row numbers and label codes (:class:`LabelSet`), a :class:`PredictionStore` answers a batch of ids
+with numpy arrays (:class:`PredictionColumns`), and the joined rows of each model version are
+concatenated arrays (:class:`MatchedRows`). A million rows are then a few hundred array operations
+instead of a few million Python objects.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import logging
 import random
 import re
 import time
-from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +43,16 @@ from boto3.dynamodb.types import TypeDeserializer
 from truthwatch.baseline import bin_indices
 from truthwatch.card import ModelCard
 from truthwatch.errors import TruthwatchError
-from truthwatch.labels import LabelFileError, LabelResolver, LabelRow, ParsedRow, RejectedRow
-from truthwatch.records import PredictionRecord, decode_raw
+from truthwatch.labels import (
+    LabelBatch,
+    LabelFileError,
+    LabelResolver,
+    ParsedRow,
+    Readable,
+    RejectedRow,
+    parse_label_batches,
+)
+from truthwatch.records import CaptureMode, PredictionRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -55,7 +65,6 @@ BATCH_GET_KEYS = 100
 EXAMPLES_KEPT = 20
 """Row numbers (or ids) kept as examples per bucket in the report."""
 
-
 DUPLICATE_POLICY = "the last row for an inference id in the file wins; earlier rows count as duplicate"
 
 
@@ -63,33 +72,31 @@ class StoreUnavailableError(TruthwatchError):
     """Predictions could not be read (keys still unprocessed after every retry)."""
 
 
-class PredictionStore(Protocol):
-    """Where recorded predictions are looked up by inference id."""
-
-    def get_many(self, inference_ids: Sequence[str]) -> Iterator[list[PredictionRecord]]:
-        """Yield the records found for ``inference_ids`` in batches; ids not found are left out."""
-        ...
-
-
 @dataclass
 class LabelSet:
-    """The rows of one label file after parsing and de-duplication.
+    """The rows of one label file after parsing and de-duplication, as columns.
 
     Attributes
     ----------
-    latest
-        Inference id to ``(row, label text)`` of the last row naming it.
+    ids
+        Every inference id once, in the order of its first row.
+    rows, label_codes
+        For ``ids[i]``: the line number and the label code of its last row, shape ``(len(ids),)``;
+        ``label_texts[code]`` is the label as written (trimmed).
     rejected
         Rows refused by the parser.
     read
         Data rows read (blank lines and the CSV header are not rows).
     duplicate_rows
-        How many earlier rows a later row overrode; ``duplicate_examples`` holds the first rows.
+        How many earlier rows a later row overrode; ``duplicate_examples`` holds the first of them.
     file_error
         Why reading stopped early, when it did.
     """
 
-    latest: dict[str, tuple[int, str]] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    label_codes: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    label_texts: list[str] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)
     read: int = 0
     duplicate_rows: int = 0
@@ -97,25 +104,140 @@ class LabelSet:
     file_error: str | None = None
 
 
+def read_labels(body: Readable) -> LabelSet:
+    """Parse a label object (see :mod:`truthwatch.labels`) and keep the last label of each inference id."""
+    return _collect(parse_label_batches(body))
+
+
 def collect_labels(rows: Iterable[ParsedRow]) -> LabelSet:
-    """Count the parsed rows and keep the last label of each inference id."""
-    labels = LabelSet()
-    latest = labels.latest
-    try:
+    """Count parsed rows and keep the last label of each inference id (rows as objects)."""
+
+    def batches() -> Iterator[LabelBatch]:
+        batch = LabelBatch()
         for parsed in rows:
-            labels.read += 1
-            if isinstance(parsed, LabelRow):
-                previous = latest.get(parsed.inference_id)
-                if previous is not None:
-                    labels.duplicate_rows += 1
-                    if len(labels.duplicate_examples) < EXAMPLES_KEPT:
-                        labels.duplicate_examples.append(previous[0])
-                latest[parsed.inference_id] = (parsed.row, parsed.label)
-            else:
-                labels.rejected.append(parsed)
+            batch.add(parsed)
+        yield batch
+
+    return _collect(batches())
+
+
+def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
+    labels = LabelSet()
+    rows: list[int] = []
+    ids: list[str] = []
+    texts: list[str] = []
+    try:
+        for batch in batches:
+            rows += batch.rows
+            ids += batch.ids
+            texts += batch.labels
+            labels.rejected += batch.rejected
     except LabelFileError as exc:
         labels.file_error = str(exc)
+
+    # A dict built from pairs keeps the last value of a repeated key in the place of its first:
+    # the later row wins, in C, without a Python step per row.
+    latest = dict(zip(ids, range(len(ids)), strict=True))
+    winners = np.fromiter(latest.values(), dtype=np.int64, count=len(latest))
+    all_rows = np.asarray(rows, dtype=np.int64)
+    labels.ids = list(latest)
+    labels.rows = all_rows[winners]
+    labels.read = len(ids) + len(labels.rejected)
+    labels.duplicate_rows = len(ids) - len(latest)
+    if labels.duplicate_rows:
+        overridden = np.ones(len(ids), dtype=bool)
+        overridden[winners] = False
+        labels.duplicate_examples = all_rows[overridden][:EXAMPLES_KEPT].tolist()
+
+    code_of = {text: code for code, text in enumerate(dict.fromkeys(texts))}
+    codes = np.fromiter(map(code_of.__getitem__, texts), dtype=np.int32, count=len(texts))
+    labels.label_texts = list(code_of)
+    labels.label_codes = codes[winners]
     return labels
+
+
+@dataclass(frozen=True)
+class PredictionColumns:
+    """Recorded predictions of one model version found for a batch of ids, one array per attribute.
+
+    Attributes
+    ----------
+    model_name, model_version
+        The version every row was predicted by.
+    positions
+        Where each row's inference id is in the sequence asked for, shape ``(n,)``.
+    label_index
+        Predicted class index, shape ``(n,)``.
+    confidence
+        Recorded probability of the predicted class, shape ``(n,)``.
+    probabilities
+        Recorded class probabilities, shape ``(n, k)`` (``k`` as recorded, checked against the card
+        by the join).
+    predicted_at
+        Prediction times as epoch seconds, shape ``(n,)``.
+    inputs_mode
+        How the inputs of every row were captured.
+    inputs
+        The captured bytes, shape ``(n, bytes per row)``; None for ``none``.
+    """
+
+    model_name: str
+    model_version: str
+    positions: npt.NDArray[np.int64]
+    label_index: npt.NDArray[np.int64]
+    confidence: npt.NDArray[np.float32]
+    probabilities: npt.NDArray[np.float32]
+    predicted_at: npt.NDArray[np.float64]
+    inputs_mode: CaptureMode = "none"
+    inputs: npt.NDArray[np.uint8] | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+def columns_from_records(
+    records: Sequence[PredictionRecord], positions: Sequence[int]
+) -> list[PredictionColumns]:
+    """Group records into :class:`PredictionColumns`: one per version, probability count and input layout.
+
+    ``positions[i]`` is where ``records[i]``'s id is in the sequence asked for.
+    """
+    groups: dict[tuple[str, str, int, CaptureMode, int], list[int]] = {}
+    for i, record in enumerate(records):
+        size = len(record.inputs) if record.inputs is not None and record.inputs_mode != "none" else 0
+        key = (record.model_name, record.model_version, len(record.probabilities), record.inputs_mode, size)
+        groups.setdefault(key, []).append(i)
+
+    columns = []
+    for (name, version, k, mode, size), members in groups.items():
+        chosen = [records[i] for i in members]
+        inputs = None
+        if size:
+            inputs = np.frombuffer(b"".join(r.inputs or b"" for r in chosen), dtype=np.uint8).reshape(
+                -1, size
+            )
+        columns.append(
+            PredictionColumns(
+                model_name=name,
+                model_version=version,
+                positions=np.asarray([positions[i] for i in members], dtype=np.int64),
+                label_index=np.asarray([r.label_index for r in chosen], dtype=np.int64),
+                confidence=np.asarray([r.confidence for r in chosen], dtype=np.float32),
+                probabilities=np.asarray([r.probabilities for r in chosen], dtype=np.float32).reshape(-1, k),
+                predicted_at=np.asarray([r.predicted_at.timestamp() for r in chosen], dtype=np.float64),
+                inputs_mode=mode if size else "none",
+                inputs=inputs,
+            )
+        )
+    return columns
+
+
+class PredictionStore(Protocol):
+    """Where recorded predictions are looked up by inference id."""
+
+    def get_many(self, inference_ids: Sequence[str]) -> Iterator[PredictionColumns]:
+        """Yield the predictions found for ``inference_ids`` as columns; ids not found are left out."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -156,124 +278,139 @@ class MatchedRows:
         """Number of matched rows."""
         return len(self.y_true)
 
-    def by_hour(self) -> Iterator[tuple[int, MatchedRows]]:
-        """Split the rows by the UTC hour they were predicted in: ``(epoch hour, rows)``, oldest first."""
-        hours = np.floor(self.predicted_at / 3600).astype(np.int64)
-        unique = np.unique(hours)
-        if len(unique) == 1:
-            yield int(unique[0]), self
-            return
-        for hour in unique:
-            yield int(hour), self._hour(hours == hour, int(hour))
-
-    def _hour(self, mask: npt.NDArray[np.bool_], hour: int) -> MatchedRows:
-        with_inputs = self.bins_hour == hour
-        return MatchedRows(
-            card=self.card,
-            y_true=self.y_true[mask],
-            y_pred=self.y_pred[mask],
-            probabilities=self.probabilities[mask],
-            confidence=self.confidence[mask],
-            predicted_at=self.predicted_at[mask],
-            bins=self.bins[with_inputs],
-            bins_hour=self.bins_hour[with_inputs],
-            rows_without_inputs=int(mask.sum()) - int(with_inputs.sum()),
-        )
+    @property
+    def hours(self) -> npt.NDArray[np.int64]:
+        """The epoch hour (hours since 1970-01-01T00:00Z) each row was predicted in, shape ``(n,)``."""
+        return np.floor_divide(self.predicted_at, 3600).astype(np.int64)
 
 
 class _VersionBuilder:
-    """Collects one model version's joined rows into compact arrays."""
+    """Collects one model version's joined rows, batch by batch, into arrays."""
 
-    def __init__(self, card: ModelCard) -> None:
+    def __init__(self, card: ModelCard, labels: LabelSet) -> None:
         self.card = card
-        self.resolver = LabelResolver(card.class_names)
-        self.y_true = array("q")
-        self.y_pred = array("q")
-        self.probabilities = array("f")
-        self.confidence = array("f")
-        self.predicted_at = array("d")
-        self.bins = bytearray()
-        self.bins_hour = array("q")
-        self.raw = array("f")
-        self.raw_hour = array("q")
+        self.labels = labels
+        resolver = LabelResolver(card.class_names)
+        self.resolver = resolver
+        # One lookup per distinct label text, then a table lookup per row.
+        self.true_index = np.asarray(
+            [-1 if (i := resolver.index(text)) is None else i for text in labels.label_texts], dtype=np.int64
+        )
+        self.chunks: dict[str, list[npt.NDArray[Any]]] = {
+            k: []
+            for k in ("y_true", "y_pred", "probabilities", "confidence", "predicted_at", "bins", "bins_hour")
+        }
         self.rows_without_inputs = 0
 
-    def add_batch(
-        self, entries: list[tuple[PredictionRecord, int, str]], rejected: list[RejectedRow]
-    ) -> None:
-        """Append the rows of one lookup batch; rows that cannot be used go to ``rejected``."""
-        index = self.resolver.index
+    def add(self, columns: PredictionColumns, rejected: list[RejectedRow]) -> None:
+        """Append the usable rows of one batch; the others go to ``rejected`` with their reason."""
         n_classes = len(self.card.class_names)
-        good: list[tuple[PredictionRecord, int]] = []
-        for record, row, label in entries:
-            true_index = index(label)
-            if true_index is None:
-                rejected.append(RejectedRow(row, self.resolver.reason(label), label))
-            elif len(record.probabilities) != n_classes or not 0 <= record.label_index < n_classes:
+        codes = self.labels.label_codes[columns.positions]
+        y_true = self.true_index[codes]
+        known = y_true >= 0
+        fits = (
+            (columns.probabilities.shape[1] == n_classes)
+            & (columns.label_index >= 0)
+            & (columns.label_index < n_classes)
+        )
+        usable = known & fits
+        if not usable.all():
+            self._reject(columns, codes, known, fits, rejected)
+            columns = _take(columns, usable)
+            y_true = y_true[usable]
+
+        chunks = self.chunks
+        chunks["y_true"].append(y_true)
+        chunks["y_pred"].append(columns.label_index)
+        chunks["probabilities"].append(columns.probabilities)
+        chunks["confidence"].append(columns.confidence)
+        chunks["predicted_at"].append(columns.predicted_at)
+        bins = self._bins(columns)
+        if bins is None:
+            self.rows_without_inputs += len(columns)
+        else:
+            chunks["bins"].append(bins)
+            chunks["bins_hour"].append(np.floor_divide(columns.predicted_at, 3600).astype(np.int64))
+
+    def _reject(
+        self,
+        columns: PredictionColumns,
+        codes: npt.NDArray[np.int32],
+        known: npt.NDArray[np.bool_],
+        fits: npt.NDArray[np.bool_],
+        rejected: list[RejectedRow],
+    ) -> None:
+        texts = self.labels.label_texts
+        rows = self.labels.rows[columns.positions]
+        n_classes = len(self.card.class_names)
+        for i in np.flatnonzero(~(known & fits)).tolist():
+            text = texts[codes[i]]
+            if not known[i]:
+                reason = self.resolver.reason(text)
+            else:
                 reason = (
-                    f"prediction record holds {len(record.probabilities)} probabilities and class index "
-                    f"{record.label_index}, the model card {n_classes} classes"
+                    f"prediction record holds {columns.probabilities.shape[1]} probabilities and class "
+                    f"index {columns.label_index[i]}, the model card {n_classes} classes"
                 )
-                rejected.append(RejectedRow(row, reason, label))
-            else:
-                good.append((record, true_index))
+            rejected.append(RejectedRow(int(rows[i]), reason, text))
 
-        # Column by column over the batch: far fewer Python steps per row than one row at a time.
-        self.y_true.extend([i for _, i in good])
-        self.y_pred.extend([r.label_index for r, _ in good])
-        self.probabilities.extend([p for r, _ in good for p in r.probabilities])
-        self.confidence.extend([r.confidence for r, _ in good])
-        times = [r.predicted_at.timestamp() for r, _ in good]
-        self.predicted_at.extend(times)
+    def _bins(self, columns: PredictionColumns) -> npt.NDArray[np.uint8] | None:
         n_features = self.card.n_features
-        for (record, _), moment in zip(good, times, strict=True):
-            inputs = record.inputs
-            if inputs is not None and record.inputs_mode == "binned" and len(inputs) == n_features:
-                self.bins += inputs
-                self.bins_hour.append(int(moment // 3600))
-            else:
-                self._add_other_inputs(record, int(moment // 3600))
-
-    def _add_other_inputs(self, record: PredictionRecord, hour: int) -> None:
-        if record.inputs is None or record.inputs_mode != "raw":
-            self.rows_without_inputs += 1
-            return
-        try:
-            self.raw.extend(decode_raw(record.inputs, self.card.n_features))
-        except ValueError as exc:
-            logger.debug("unusable inputs in record %s: %s", record.inference_id, exc)
-            self.rows_without_inputs += 1
-            return
-        self.raw_hour.append(hour)
-
-    def _all_bins(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-        n_features = self.card.n_features
-        bins = np.frombuffer(bytes(self.bins), dtype=np.uint8).reshape(-1, n_features)
-        hours = np.frombuffer(self.bins_hour, dtype=np.int64).copy()
-        if not self.raw_hour:
-            return bins, hours
-        # Raw captures are binned here, column by column, with the same edges capture uses.
-        raw = np.frombuffer(self.raw, dtype=np.float32).reshape(-1, n_features)
-        binned = np.empty(raw.shape, dtype=np.uint8)
-        for column, feature in enumerate(self.card.baseline.features):
-            binned[:, column] = bin_indices(raw[:, column], np.asarray(feature.bin_edges))
-        raw_hours = np.frombuffer(self.raw_hour, dtype=np.int64)
-        return np.concatenate([bins, binned]), np.concatenate([hours, raw_hours])
+        inputs = columns.inputs
+        if inputs is None:
+            return None
+        if columns.inputs_mode == "binned" and inputs.shape[1] == n_features:
+            return inputs
+        if columns.inputs_mode == "raw" and inputs.shape[1] == 4 * n_features:
+            # Raw captures are binned here, column by column, with the same edges capture uses.
+            raw = inputs.view("<f4")
+            binned = np.empty(raw.shape, dtype=np.uint8)
+            for column, feature in enumerate(self.card.baseline.features):
+                binned[:, column] = bin_indices(raw[:, column], np.asarray(feature.bin_edges))
+            return binned
+        logger.debug("inputs of %d records do not fit the card's %d features", len(columns), n_features)
+        return None
 
     def build(self) -> MatchedRows:
+        """Concatenate the batches."""
         n_classes = len(self.card.class_names)
-        bins, bins_hour = self._all_bins()
+        chunks = self.chunks
+
+        def joined(name: str, dtype: Any, width: int | None = None) -> npt.NDArray[Any]:
+            if chunks[name]:
+                return np.concatenate(chunks[name]).astype(dtype, copy=False)
+            return np.zeros((0,) if width is None else (0, width), dtype=dtype)
+
         return MatchedRows(
             card=self.card,
-            y_true=np.frombuffer(self.y_true, dtype=np.int64).copy(),
-            y_pred=np.frombuffer(self.y_pred, dtype=np.int64).copy(),
-            probabilities=np.frombuffer(self.probabilities, dtype=np.float32).reshape(-1, n_classes).copy(),
-            confidence=np.frombuffer(self.confidence, dtype=np.float32).copy(),
-            predicted_at=np.frombuffer(self.predicted_at, dtype=np.float64).copy(),
-            bins=bins,
-            bins_hour=bins_hour,
+            y_true=joined("y_true", np.int64),
+            y_pred=joined("y_pred", np.int64),
+            probabilities=joined("probabilities", np.float32, n_classes),
+            confidence=joined("confidence", np.float32),
+            predicted_at=joined("predicted_at", np.float64),
+            bins=joined("bins", np.uint8, self.card.n_features),
+            bins_hour=joined("bins_hour", np.int64),
             rows_without_inputs=self.rows_without_inputs,
         )
+
+    @property
+    def rows(self) -> int:
+        """Rows collected so far."""
+        return sum(len(c) for c in self.chunks["y_true"])
+
+
+def _take(columns: PredictionColumns, mask: npt.NDArray[np.bool_]) -> PredictionColumns:
+    return PredictionColumns(
+        model_name=columns.model_name,
+        model_version=columns.model_version,
+        positions=columns.positions[mask],
+        label_index=columns.label_index[mask],
+        confidence=columns.confidence[mask],
+        probabilities=columns.probabilities[mask],
+        predicted_at=columns.predicted_at[mask],
+        inputs_mode=columns.inputs_mode,
+        inputs=None if columns.inputs is None else columns.inputs[mask],
+    )
 
 
 @dataclass
@@ -326,60 +463,65 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
     Parameters
     ----------
     labels
-        The parsed, de-duplicated rows of one file (from :func:`collect_labels`).
+        The parsed, de-duplicated rows of one file (from :func:`read_labels`).
     store
         Where predictions are read; ids it does not return are unknown.
     card_for
         The model card of ``(model name, version)``, or None when there is none; rows joined to a
         version without a card are rejected, since their labels cannot be checked.
     """
-    latest = labels.latest
     rejected = list(labels.rejected)
+    found = np.zeros(len(labels.ids), dtype=bool)
     builders: dict[tuple[str, str], _VersionBuilder | None] = {}
 
-    for batch in store.get_many(list(latest)):
-        by_version: dict[tuple[str, str], list[tuple[PredictionRecord, int, str]]] = {}
-        for record in batch:
-            entry = latest.pop(record.inference_id, None)
-            if entry is not None:
-                version = (record.model_name, record.model_version)
-                by_version.setdefault(version, []).append((record, *entry))
-        for version, entries in by_version.items():
-            if version not in builders:
-                card = card_for(*version)
-                builders[version] = _VersionBuilder(card) if card is not None else None
-            builder = builders[version]
-            if builder is None:
-                reason = f"no model card for {version[0]}/{version[1]}"
-                rejected.extend(RejectedRow(row, reason, label) for _, row, label in entries)
-            else:
-                builder.add_batch(entries, rejected)
+    for columns in store.get_many(labels.ids):
+        # A store answering an id twice must not count its row twice.
+        fresh = ~found[columns.positions]
+        if not fresh.all():
+            columns = _take(columns, fresh)
+        found[columns.positions] = True
+        version = (columns.model_name, columns.model_version)
+        if version not in builders:
+            card = card_for(*version)
+            builders[version] = _VersionBuilder(card, labels) if card is not None else None
+        builder = builders[version]
+        if builder is None:
+            reason = f"no model card for {version[0]}/{version[1]}"
+            texts = labels.label_texts
+            rejected.extend(
+                RejectedRow(int(labels.rows[p]), reason, texts[labels.label_codes[p]])
+                for p in columns.positions.tolist()
+            )
+        else:
+            builder.add(columns, rejected)
 
-    versions = {v: b.build() for v, b in builders.items() if b is not None and len(b.y_true)}
+    unknown = np.flatnonzero(~found)
+    versions = {v: b.build() for v, b in builders.items() if b is not None and b.rows}
     return JoinResult(
         read=labels.read,
-        unknown=len(latest),
+        unknown=len(unknown),
         duplicate=labels.duplicate_rows,
         rejected=rejected,
         versions=versions,
-        unknown_examples=list(latest)[:EXAMPLES_KEPT],
+        unknown_examples=[labels.ids[i] for i in unknown[:EXAMPLES_KEPT].tolist()],
         duplicate_examples=labels.duplicate_examples,
         file_error=labels.file_error,
     )
 
 
 class InMemoryPredictionStore:
-    """A dictionary of records standing in for the table (benchmarks, tests, local runs)."""
+    """A dictionary of records standing in for the table (tests, local runs)."""
 
     def __init__(self, records: Mapping[str, PredictionRecord], batch_size: int = 1000) -> None:
         self._records = records
         self._batch_size = batch_size
 
-    def get_many(self, inference_ids: Sequence[str]) -> Iterator[list[PredictionRecord]]:
-        """Yield the known records in batches of ``batch_size``."""
+    def get_many(self, inference_ids: Sequence[str]) -> Iterator[PredictionColumns]:
+        """Yield the known records as columns, ``batch_size`` ids at a time."""
         for start in range(0, len(inference_ids), self._batch_size):
             chunk = inference_ids[start : start + self._batch_size]
-            yield [self._records[i] for i in chunk if i in self._records]
+            hits = [(start + i, self._records[x]) for i, x in enumerate(chunk) if x in self._records]
+            yield from columns_from_records([r for _, r in hits], [p for p, _ in hits])
 
 
 class DynamoDBPredictionStore:
@@ -387,7 +529,8 @@ class DynamoDBPredictionStore:
 
     Keys that DynamoDB returns as unprocessed (throttling, the 16 MB response limit) are asked for
     again with exponential backoff and jitter, up to ``max_attempts`` calls per batch; after that
-    :class:`StoreUnavailableError` fails the invocation rather than counting them as unknown.
+    :class:`StoreUnavailableError` fails the invocation rather than counting them as unknown. Items
+    are read with :meth:`PredictionRecord.from_item` and handed on as columns.
     """
 
     def __init__(
@@ -408,15 +551,24 @@ class DynamoDBPredictionStore:
         self._max_delay = max_delay
         self._deserializer = TypeDeserializer()
 
-    def get_many(self, inference_ids: Sequence[str]) -> Iterator[list[PredictionRecord]]:
-        """Yield the records found, one list per BatchGetItem batch."""
-        chunks = [inference_ids[i : i + BATCH_GET_KEYS] for i in range(0, len(inference_ids), BATCH_GET_KEYS)]
+    def get_many(self, inference_ids: Sequence[str]) -> Iterator[PredictionColumns]:
+        """Yield the records found as columns, one group per BatchGetItem batch and version."""
+        starts = range(0, len(inference_ids), BATCH_GET_KEYS)
+        chunks = [(start, inference_ids[start : start + BATCH_GET_KEYS]) for start in starts]
         if len(chunks) <= 1:
-            yield from map(self._get_batch, chunks)
+            for columns in map(self._get_columns, chunks):
+                yield from columns
             return
         # boto3 clients are thread-safe; the calls wait on the network, so threads overlap them.
         with ThreadPoolExecutor(max_workers=min(self._workers, len(chunks))) as pool:
-            yield from pool.map(self._get_batch, chunks)
+            for columns in pool.map(self._get_columns, chunks):
+                yield from columns
+
+    def _get_columns(self, chunk: tuple[int, Sequence[str]]) -> list[PredictionColumns]:
+        start, inference_ids = chunk
+        records = self._get_batch(inference_ids)
+        where = {inference_id: start + i for i, inference_id in enumerate(inference_ids)}
+        return columns_from_records(records, [where[r.inference_id] for r in records])
 
     def _get_batch(self, inference_ids: Sequence[str]) -> list[PredictionRecord]:
         keys: list[dict[str, Any]] = [{"inference_id": {"S": i}} for i in inference_ids]

@@ -13,24 +13,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import numpy.typing as npt
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
 from truthwatch import telemetry
 from truthwatch.card import CARD_FILE, ModelCard
-from truthwatch.drift import assess_drift
+from truthwatch.drift import assess_drift, bin_count_grid, feature_bins, feature_psi, prediction_psi
 from truthwatch.join import (
     DynamoDBPredictionStore,
     JoinResult,
     MatchedRows,
     PredictionStore,
-    collect_labels,
     join_labels,
+    read_labels,
 )
-from truthwatch.labels import parse_label_stream, rejected_jsonl
+from truthwatch.labels import rejected_jsonl
 from truthwatch.notifications import LabelObject
 from truthwatch.publish import MetricPoint, hour_start, metric_data, put_metric_data, split_by_age
-from truthwatch.quality import assess_quality
+from truthwatch.quality import HOURLY_METRICS, Quality, assess_quality, confusion_counts, label_scores
 from truthwatch.records import format_time
 from truthwatch.report import build_report, rejected_key, report_key, to_html, to_json
 
@@ -41,7 +43,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_HOURLY_METRICS = tuple(m.name for m in telemetry.ALL_METRICS if m.publisher == "metrics")
+_FILE_COUNTS = ("labels_read", "labels_unknown", "labels_rejected", "labels_duplicate")
+_VERSION_METRICS = tuple(
+    m.name for m in telemetry.ALL_METRICS if m.publisher == "metrics" and m.name not in _FILE_COUNTS
+)
+"""What a version's points may carry: the per-hour values and the full set of the version."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ def process_label_object(
     if body is None:
         return {"status": "gone", "key": obj.key}
 
-    labels = collect_labels(parse_label_stream(body))
+    labels = read_labels(body)
     store = store or DynamoDBPredictionStore(services.dynamodb, services.predictions_table)
     result = join_labels(labels, store, CardCache(services.s3, services.data_bucket))
 
@@ -172,14 +178,21 @@ def assess_join(
     accounting = result.accounting()
 
     for (name, version), matched in sorted(result.versions.items()):
+        hourly = hourly_counts(matched)
         quality = assess_quality(
             matched.y_true, matched.y_pred, matched.probabilities, matched.card.class_names
         )
         drift = assess_drift(
-            matched.card, matched.y_pred, matched.confidence, matched.bins, matched.rows_without_inputs
+            matched.card,
+            matched.y_pred,
+            matched.confidence,
+            matched.bins,
+            matched.rows_without_inputs,
+            feature_counts=hourly.feature_counts.sum(axis=0) if len(matched.bins) else None,
         )
-        hours, hour_points = _hourly(name, version, matched, now)
-        points.extend(hour_points)
+        hours = hourly.values()
+        points.extend(_hour_points(name, version, hours))
+        points.extend(_version_points(name, version, matched, quality))
         reports.append(
             build_report(
                 source=source,
@@ -199,7 +212,7 @@ def assess_join(
                     "bootstrap": quality.bootstrap,
                 },
                 drift=drift.summary(),
-                hours=hours,
+                hours=[_hour_entry(hour, now) for hour in hours],
                 publication={},
             )
         )
@@ -220,39 +233,92 @@ def assess_join(
     return reports, points, stale
 
 
-def _hourly(
-    name: str, version: str, matched: MatchedRows, now: datetime
-) -> tuple[list[dict[str, Any]], list[MetricPoint]]:
-    hours: list[dict[str, Any]] = []
-    points: list[MetricPoint] = []
-    for hour, rows in matched.by_hour():
-        moment = hour_start(hour)
-        quality = assess_quality(
-            rows.y_true, rows.y_pred, rows.probabilities, rows.card.class_names, detail=False
-        )
-        drift = assess_drift(rows.card, rows.y_pred, rows.confidence, rows.bins)
-        values: dict[str, float] = {**quality.values, "labels_matched": float(rows.rows)}
-        if drift.prediction_psi is not None:
-            values["prediction_psi"] = drift.prediction_psi
-        if drift.feature_psi_max is not None:
-            values["feature_psi_max"] = drift.feature_psi_max
-        hour_points = [
-            MetricPoint(metric, values[metric], moment, name, version)
-            for metric in _HOURLY_METRICS
-            if metric in values
-        ]
-        fresh, _ = split_by_age(hour_points, now)
-        entry: dict[str, Any] = {
-            "hour": format_time(moment),
-            "rows": rows.rows,
-            "metrics": {k: v for k, v in values.items() if k != "labels_matched"},
-            "published": bool(fresh),
-        }
-        if not fresh:
-            entry["not_published_reason"] = "older than CloudWatch's two weeks; in this report only"
-        hours.append(entry)
-        points.extend(hour_points)
-    return hours, points
+@dataclass(frozen=True)
+class HourlyCounts:
+    """Counts per prediction hour of one version, from one pass over its rows.
+
+    Attributes
+    ----------
+    hours
+        The epoch hours with rows, oldest first, shape ``(h,)``.
+    confusion
+        Confusion matrix per hour, shape ``(h, n_classes, n_classes)``.
+    feature_counts
+        Rows per baseline bin of every feature, per hour, shape ``(h, n_features, max bins)``.
+    feature_rows
+        Rows with captured inputs per hour, shape ``(h,)``.
+    """
+
+    card: ModelCard
+    hours: npt.NDArray[np.int64]
+    confusion: npt.NDArray[np.int64]
+    feature_counts: npt.NDArray[np.int64]
+    feature_rows: npt.NDArray[np.intp]
+
+    def values(self) -> list[tuple[int, int, dict[str, float]]]:
+        """``(epoch hour, rows, values)`` per hour: accuracy, macro F1, matched rows and PSI."""
+        out = []
+        for i, hour in enumerate(self.hours.tolist()):
+            matrix = self.confusion[i]
+            values: dict[str, float] = dict(label_scores(matrix, HOURLY_METRICS).values)
+            values["labels_matched"] = float(matrix.sum())
+            values["prediction_psi"] = prediction_psi(self.card, matrix.sum(axis=0))
+            if self.feature_rows[i]:
+                values["feature_psi_max"] = max(feature_psi(self.card, self.feature_counts[i]).values())
+            out.append((hour, int(matrix.sum()), values))
+        return out
+
+
+def hourly_counts(matched: MatchedRows) -> HourlyCounts:
+    """Count the rows of ``matched`` per prediction hour: confusion matrices and feature bins."""
+    hours, group = np.unique(matched.hours, return_inverse=True)
+    n_classes = len(matched.card.class_names)
+    confusion = confusion_counts(matched.y_true, matched.y_pred, n_classes, group, len(hours))
+    n_bins = feature_bins(matched.card)
+    feature_group = np.searchsorted(hours, matched.bins_hour)
+    counts = bin_count_grid(matched.bins, n_bins, feature_group, len(hours))
+    return HourlyCounts(
+        card=matched.card,
+        hours=hours,
+        confusion=confusion,
+        feature_counts=counts,
+        feature_rows=np.bincount(feature_group, minlength=len(hours)),
+    )
+
+
+def _hour_points(
+    name: str, version: str, hours: list[tuple[int, int, dict[str, float]]]
+) -> list[MetricPoint]:
+    return [
+        MetricPoint(metric, value, hour_start(hour), name, version)
+        for hour, _, values in hours
+        for metric, value in values.items()
+    ]
+
+
+def _version_points(name: str, version: str, matched: MatchedRows, quality: Quality) -> list[MetricPoint]:
+    """The metrics computed only over the whole version, at the hour of its median prediction time."""
+    moment = hour_start(int(np.median(matched.predicted_at) // 3600))
+    return [
+        MetricPoint(metric, value, moment, name, version)
+        for metric, value in quality.values.items()
+        if metric in _VERSION_METRICS and metric not in HOURLY_METRICS
+    ]
+
+
+def _hour_entry(hour: tuple[int, int, dict[str, float]], now: datetime) -> dict[str, Any]:
+    epoch_hour, rows, values = hour
+    moment = hour_start(epoch_hour)
+    entry: dict[str, Any] = {
+        "hour": format_time(moment),
+        "rows": rows,
+        "metrics": {k: v for k, v in values.items() if k != "labels_matched"},
+    }
+    fresh, _ = split_by_age([MetricPoint("labels_matched", float(rows), moment, "m")], now)
+    entry["published"] = bool(fresh)
+    if not fresh:
+        entry["not_published_reason"] = "older than CloudWatch's two weeks; in this report only"
+    return entry
 
 
 def _count_points(result: JoinResult, model_names: Iterable[str], now: datetime) -> list[MetricPoint]:
@@ -260,12 +326,9 @@ def _count_points(result: JoinResult, model_names: Iterable[str], now: datetime)
     # The version dimension is set only when every matched row belongs to one version.
     versions = {v for _, v in result.versions}
     version = next(iter(versions)) if len(versions) == 1 else None
-    counts = {
-        "labels_read": result.read,
-        "labels_unknown": result.unknown,
-        "labels_rejected": len(result.rejected),
-        "labels_duplicate": result.duplicate,
-    }
+    counts = dict(
+        zip(_FILE_COUNTS, (result.read, result.unknown, len(result.rejected), result.duplicate), strict=True)
+    )
     return [
         MetricPoint(metric, float(value), now, model_name, version)
         for model_name in model_names

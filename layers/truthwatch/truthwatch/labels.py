@@ -13,8 +13,11 @@ name):
 
 A file whose first non-blank line starts with ``{`` is JSON lines, anything else CSV.
 
-The parser yields one :class:`LabelRow` or :class:`RejectedRow` per data row (blank lines and the
-CSV header are not rows). A label is kept as trimmed text here; whether it names a class is decided
+:func:`parse_label_batches` reads the rows into :class:`LabelBatch` columns (lists of row numbers,
+ids and labels, plus the rejected rows), which is what the metrics function uses: one Python list
+append per field instead of an object per row. :func:`parse_label_stream` yields the same rows one
+:class:`LabelRow` or :class:`RejectedRow` at a time, in row order (blank lines and the CSV header are
+not rows). A label is kept as trimmed text here; whether it names a class is decided
 later by :class:`LabelResolver`, against the model card of the prediction the row joins to.
 
 Examples
@@ -37,7 +40,7 @@ import json
 import math
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from truthwatch.errors import TruthwatchError
@@ -85,15 +88,52 @@ class RejectedRow:
 
 ParsedRow = LabelRow | RejectedRow
 
+BATCH_ROWS = 1 << 16
+"""Well-formed rows per :class:`LabelBatch`."""
 
-class _Readable(Protocol):
+
+@dataclass(slots=True)
+class LabelBatch:
+    """Consecutive rows of a label file as columns: ``rows[i]``, ``ids[i]`` and ``labels[i]`` belong together.
+
+    ``rejected`` holds the refused rows among the same lines; both are in row order.
+    """
+
+    rows: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.rejected)
+
+    def add(self, parsed: ParsedRow) -> None:
+        """Append one parsed row to its column or to ``rejected``."""
+        if isinstance(parsed, LabelRow):
+            self.rows.append(parsed.row)
+            self.ids.append(parsed.inference_id)
+            self.labels.append(parsed.label)
+        else:
+            self.rejected.append(parsed)
+
+    def parsed(self) -> list[ParsedRow]:
+        """The rows as objects, in row order."""
+        good: list[ParsedRow] = [
+            LabelRow(*fields) for fields in zip(self.rows, self.ids, self.labels, strict=True)
+        ]
+        return sorted([*good, *self.rejected], key=lambda r: r.row)
+
+
+class Readable(Protocol):
+    """Anything with ``read(n)``: a file, ``io.BytesIO``, a botocore ``StreamingBody``."""
+
     def read(self, amt: int | None = ..., /) -> bytes: ...
 
 
 class _RawStream(io.RawIOBase):
     """Adapts anything with ``read(n)`` (a botocore ``StreamingBody``) to ``io`` buffering and peeking."""
 
-    def __init__(self, body: _Readable) -> None:
+    def __init__(self, body: Readable) -> None:
         self._body = body
 
     def readable(self) -> bool:
@@ -106,7 +146,7 @@ class _RawStream(io.RawIOBase):
         return size
 
 
-def open_text(body: _Readable) -> IO[str]:
+def open_text(body: Readable) -> IO[str]:
     """Decode a label object's byte stream to text lines, un-gzipping it on the fly when needed.
 
     Nothing is read ahead beyond one buffer, so memory does not grow with the object. Bytes that are
@@ -119,8 +159,23 @@ def open_text(body: _Readable) -> IO[str]:
     return io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="replace", newline="")
 
 
-def parse_label_stream(body: _Readable) -> Iterator[ParsedRow]:
+def parse_label_stream(body: Readable) -> Iterator[ParsedRow]:
     """Parse a label object (CSV, JSON lines or SageMaker ground truth, maybe gzipped) row by row.
+
+    The rows of :func:`parse_label_batches`, one object each, in row order.
+
+    Raises
+    ------
+    LabelFileError
+        When the stream breaks off (a truncated or corrupt gzip member); rows yielded before stay
+        valid, and the caller reports the error with them.
+    """
+    for batch in parse_label_batches(body):
+        yield from batch.parsed()
+
+
+def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterator[LabelBatch]:
+    """Parse a label object (CSV, JSON lines or SageMaker ground truth, maybe gzipped) in batches.
 
     ``row`` is the line number in the decompressed text (for a quoted CSV field spanning lines, the
     last of them). A rejected row's ``raw`` is the line as read (JSON lines) or its fields written
@@ -129,11 +184,12 @@ def parse_label_stream(body: _Readable) -> Iterator[ParsedRow]:
     Raises
     ------
     LabelFileError
-        When the stream breaks off (a truncated or corrupt gzip member); rows yielded before stay
-        valid, and the caller reports the error with them.
+        When the stream breaks off (a truncated or corrupt gzip member), after yielding the rows
+        read before the break; the caller reports the error with them.
     """
     text = open_text(body)
     skipped = 0
+    batch = LabelBatch()
     last_line = 0
     try:
         for first in text:
@@ -145,12 +201,21 @@ def parse_label_stream(body: _Readable) -> Iterator[ParsedRow]:
         lines = itertools.chain([first], text)
         if first.lstrip().startswith("{"):
             for last_line, row in _parse_json_lines(lines, skipped):  # noqa: B007 - kept for the error
-                yield row
+                batch.add(row)
+                if len(batch) >= batch_rows:
+                    yield batch
+                    batch = LabelBatch()
         else:
-            for last_line, row in _parse_csv(lines, skipped):  # noqa: B007 - kept for the error
-                yield row
+            for batch in _parse_csv(lines, skipped, batch_rows):
+                last_line = batch.rows[-1] if batch.rows else last_line
+                yield batch
+            batch = LabelBatch()
     except (OSError, EOFError, zlib.error) as exc:
+        if len(batch):
+            yield batch
         raise LabelFileError(f"the object cannot be read past line {last_line} ({exc})") from exc
+    if len(batch):
+        yield batch
 
 
 def _cut(text: str) -> str:
@@ -175,46 +240,101 @@ def _find_column(header: list[str], wanted: tuple[str, ...]) -> int | None:
     return None
 
 
-def _parse_csv(lines: Iterator[str], offset: int) -> Iterator[tuple[int, ParsedRow]]:
+def _parse_csv(lines: Iterator[str], offset: int, batch_rows: int) -> Iterator[LabelBatch]:
+    """CSV rows in batches; on a read error the rows of the unfinished batch are yielded first."""
     reader = csv.reader(lines)
     header = next(reader)
     id_column = _find_column(header, ID_FIELDS)
     label_column = _find_column(header, LABEL_FIELDS)
-    missing_header = None
     if id_column is None or label_column is None:
-        missing_header = (
-            f"the header {_cut(','.join(h.strip() for h in header))!r} names no "
-            f"{'inference id' if id_column is None else 'label'} column "
-            f"(expected one of {', '.join(_ID_ALIASES if id_column is None else _LABEL_ALIASES)})"
-        )
-        # Without a header the first line is data too, so it is a row to account for.
-        yield offset + 1, RejectedRow(offset + 1, missing_header, _as_csv(header))
-    id_at = id_column or 0
-    label_at = label_column or 0
-    width = max(id_at, label_at) + 1
+        yield from _reject_headerless(reader, header, offset, id_column is None)
+        return
 
+    width = max(id_column, label_column) + 1
+    state = _CsvState(offset, id_column, label_column, width, batch_rows)
+    try:
+        while True:
+            try:
+                yield from state.batches(reader)
+                break
+            except csv.Error as exc:
+                line = offset + reader.line_num
+                state.batch.rejected.append(RejectedRow(line, f"malformed CSV ({exc})", ""))
+    except (OSError, EOFError, zlib.error):
+        _screen_utf8(state.batch)
+        yield state.batch
+        raise
+    _screen_utf8(state.batch)
+    if len(state.batch):
+        yield state.batch
+
+
+@dataclass
+class _CsvState:
+    """Where the CSV columns are and the batch being filled, kept across a malformed row's restart."""
+
+    offset: int
+    id_at: int
+    label_at: int
+    width: int
+    batch_rows: int
+    batch: LabelBatch = field(default_factory=LabelBatch)
+
+    def batches(self, reader: Any) -> Iterator[LabelBatch]:
+        """The hot loop: a well-formed row costs two strips and three appends, no object of its own."""
+        offset, id_at, label_at, width = self.offset, self.id_at, self.label_at, self.width
+        batch = self.batch
+        rows, ids, labels = batch.rows, batch.ids, batch.labels
+        short = MAX_ID_BYTES // 4  # at most 4 bytes a character in UTF-8
+        for fields in reader:
+            line = offset + reader.line_num
+            if len(fields) >= width:
+                inference_id = fields[id_at].strip()
+                label = fields[label_at].strip()
+                if inference_id and label and len(inference_id) <= short:
+                    rows.append(line)
+                    ids.append(inference_id)
+                    labels.append(label)
+                    if len(ids) >= self.batch_rows:
+                        _screen_utf8(batch)
+                        yield batch
+                        batch = self.batch = LabelBatch()
+                        rows, ids, labels = batch.rows, batch.ids, batch.labels
+                    continue
+                batch.add(_checked(line, inference_id, label, fields))
+            elif any(f.strip() for f in fields):
+                reason = f"row has {len(fields)} fields, the id and label columns need {width}"
+                batch.rejected.append(RejectedRow(line, reason, _as_csv(fields)))
+
+
+def _screen_utf8(batch: LabelBatch) -> None:
+    """Move rows holding U+FFFD (bytes that were not UTF-8) to ``rejected``; one scan per batch."""
+    if _NOT_UTF8 not in "".join(batch.ids) and _NOT_UTF8 not in "".join(batch.labels):
+        return
+    kept = LabelBatch(rejected=batch.rejected)
+    for row, inference_id, label in zip(batch.rows, batch.ids, batch.labels, strict=True):
+        kept.add(_checked(row, inference_id, label, [inference_id, label]))
+    batch.rows, batch.ids, batch.labels = kept.rows, kept.ids, kept.labels
+    batch.rejected.sort(key=lambda r: r.row)
+
+
+def _reject_headerless(reader: Any, header: list[str], offset: int, no_id: bool) -> Iterator[LabelBatch]:
+    """Without a usable header every line is a data row to account for, and each is rejected."""
+    reason = (
+        f"the header {_cut(','.join(h.strip() for h in header))!r} names no "
+        f"{'inference id' if no_id else 'label'} column "
+        f"(expected one of {', '.join(_ID_ALIASES if no_id else _LABEL_ALIASES)})"
+    )
+    batch = LabelBatch(rejected=[RejectedRow(offset + 1, reason, _as_csv(header))])
     while True:
         try:
-            fields = next(reader)
-        except StopIteration:
-            return
+            for fields in reader:
+                if any(f.strip() for f in fields):
+                    batch.rejected.append(RejectedRow(offset + reader.line_num, reason, _as_csv(fields)))
+            break
         except csv.Error as exc:
-            line = offset + reader.line_num
-            yield line, RejectedRow(line, f"malformed CSV ({exc})", "")
-            continue
-
-        line = offset + reader.line_num
-        if len(fields) >= width:
-            if missing_header is None:
-                yield line, _checked(line, fields[id_at], fields[label_at], fields)
-                continue
-        elif not any(f.strip() for f in fields):
-            continue
-        if missing_header is not None:
-            yield line, RejectedRow(line, missing_header, _as_csv(fields))
-        else:
-            reason = f"row has {len(fields)} fields, the id and label columns need {width}"
-            yield line, RejectedRow(line, reason, _as_csv(fields))
+            batch.rejected.append(RejectedRow(offset + reader.line_num, f"malformed CSV ({exc})", ""))
+    yield batch
 
 
 def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> ParsedRow:

@@ -35,18 +35,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
-    confusion_matrix,
     log_loss,
     precision_recall_fscore_support,
 )
 
 BOOTSTRAP_MIN_ROWS = 200
 BOOTSTRAP_RESAMPLES = 1000
+LOG_LOSS_CHUNK_ROWS = 1 << 16
 
 SCALAR_METRICS = (
     "accuracy_score",
@@ -126,36 +125,113 @@ def assess_quality(
         quality.omitted = dict.fromkeys(SCALAR_METRICS, "no matched rows")
         return quality
 
-    counts = np.bincount(y_true, minlength=n_classes)
+    matrix = confusion_counts(y_true, y_pred, n_classes)[0]
+    counts = matrix.sum(axis=1)
     quality.classes_present = int(np.count_nonzero(counts))
-    values = quality.values
-    values["accuracy_score"] = float(accuracy_score(y_true, y_pred))
-    values["constant_accuracy_score"] = float(counts.max() / quality.rows)
+    quality.values["constant_accuracy_score"] = float(counts.max() / quality.rows)
     with warnings.catch_warnings():
         # Zero divisions are handled by the policy above; scikit-learn's warnings would only repeat it.
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         warnings.simplefilter("ignore", UserWarning)
-        values["balanced_accuracy_score"] = float(balanced_accuracy_score(y_true, y_pred))
-        _averages(quality, y_true, y_pred)
+        _label_metrics(quality, matrix, LABEL_METRICS)
         _probability_metrics(quality, y_true, probabilities, counts)
         if detail:
-            _per_class(quality, y_true, y_pred, class_names)
+            _per_class(quality, matrix, class_names)
 
     if detail:
-        matrix = confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
         quality.confusion = matrix.tolist()
         quality.bootstrap = bootstrap_std(matrix, seed=seed)
     _drop_non_finite(quality)
     return quality
 
 
-def _averages(quality: Quality, y_true: npt.NDArray[np.integer], y_pred: npt.NDArray[np.integer]) -> None:
+def confusion_counts(
+    y_true: npt.NDArray[np.integer],
+    y_pred: npt.NDArray[np.integer],
+    n_classes: int,
+    groups: npt.NDArray[np.integer] | None = None,
+    n_groups: int = 1,
+) -> npt.NDArray[np.int64]:
+    """Confusion matrices of every group of rows in one pass, shape ``(n_groups, n_classes, n_classes)``.
+
+    ``[g, i, j]`` counts the rows of group ``g`` (``groups[row] == g``) with true class ``i``
+    predicted as ``j``, scikit-learn's ``confusion_matrix`` layout; without ``groups`` every row is
+    in group 0.
+    """
+    cell = np.asarray(y_true, dtype=np.int64) * n_classes + np.asarray(y_pred, dtype=np.int64)
+    if groups is not None:
+        cell += np.asarray(groups, dtype=np.int64) * (n_classes * n_classes)
+    counts = np.bincount(cell, minlength=n_groups * n_classes * n_classes)
+    return counts.reshape(n_groups, n_classes, n_classes)
+
+
+def _cells(
+    matrix: npt.NDArray[np.integer],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.integer]]:
+    """The confusion matrix as weighted rows: true class, predicted class, count (non-zero cells).
+
+    Every metric computed from labels alone depends on the rows only through their confusion
+    matrix, so scikit-learn given these few weighted rows returns what it returns for all the rows,
+    at a cost that does not grow with them. Empty cells are left out: scikit-learn counts a class
+    as present when any row names it, whatever its weight.
+    """
+    true_class, predicted_class = np.nonzero(matrix)
+    return true_class, predicted_class, matrix[true_class, predicted_class]
+
+
+LABEL_METRICS = (
+    "accuracy_score",
+    "balanced_accuracy_score",
+    "precision_macro_score",
+    "recall_macro_score",
+    "f1_macro_score",
+    "precision_weighted_score",
+    "recall_weighted_score",
+    "f1_weighted_score",
+)
+"""The metrics that depend on the labels only, so on the confusion matrix only."""
+
+HOURLY_METRICS = ("accuracy_score", "f1_macro_score")
+"""The quality metrics computed per prediction hour (the alarms and graphs watch these)."""
+
+
+def label_scores(matrix: npt.NDArray[np.integer], names: tuple[str, ...] = HOURLY_METRICS) -> Quality:
+    """Metrics of :data:`LABEL_METRICS` named in ``names``, from one confusion matrix.
+
+    The same values and omission policy as :func:`assess_quality`; the per-hour values use it.
+    """
+    quality = Quality(rows=int(matrix.sum()))
+    if quality.rows == 0:
+        quality.omitted = dict.fromkeys(names, "no matched rows")
+        return quality
+    quality.classes_present = int(np.count_nonzero(matrix.sum(axis=1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        _label_metrics(quality, matrix, names)
+    _drop_non_finite(quality)
+    return quality
+
+
+def _label_metrics(quality: Quality, matrix: npt.NDArray[np.integer], names: tuple[str, ...]) -> None:
+    y_true, y_pred, weight = _cells(matrix)
+    if "accuracy_score" in names:
+        quality.values["accuracy_score"] = float(accuracy_score(y_true, y_pred, sample_weight=weight))
+    if "balanced_accuracy_score" in names:
+        quality.values["balanced_accuracy_score"] = float(
+            balanced_accuracy_score(y_true, y_pred, sample_weight=weight)
+        )
     for average in ("macro", "weighted"):
+        keys = {m: f"{m}_{average}_score" for m in ("precision", "recall", "f1")}
+        if not any(key in names for key in keys.values()):
+            continue
         precision, recall, f1, _ = precision_recall_fscore_support(
-            y_true, y_pred, average=average, zero_division=np.nan
+            y_true, y_pred, average=average, zero_division=np.nan, sample_weight=weight
         )
         for name, value in (("precision", precision), ("recall", recall), ("f1", f1)):
-            key = f"{name}_{average}_score"
+            key = keys[name]
+            if key not in names:
+                continue
             if value is None or not math.isfinite(float(value)):
                 quality.omitted[key] = f"{name} is undefined for every class (zero division)"
             else:
@@ -168,47 +244,78 @@ def _probability_metrics(
     probabilities: npt.NDArray[np.floating],
     counts: npt.NDArray[np.intp],
 ) -> None:
-    n_classes = probabilities.shape[1]
-    proba = np.asarray(probabilities, dtype=np.float64)
     # Recorded probabilities are rounded to six digits, so rows sum to 1 only nearly; log loss wants
-    # them exact.
-    totals = proba.sum(axis=1, keepdims=True)
-    proba = np.divide(proba, totals, out=np.full_like(proba, 1.0 / n_classes), where=totals > 0)
-    quality.values["log_loss"] = float(log_loss(y_true, proba, labels=np.arange(n_classes)))
+    # them exact, and ROC AUC is computed on the same normalised values. A row summing to 0 (never
+    # recorded in practice) counts as uniform.
+    totals = probabilities.sum(axis=1, dtype=np.float64)
+    quality.values["log_loss"] = _log_loss(y_true, probabilities, totals)
 
     present = np.flatnonzero(counts)
     if len(present) < 2:
         quality.omitted["roc_auc_ovr_score"] = "only one class among the true labels"
         return
-    aucs = [binary_auc(y_true == c, proba[:, c]) for c in present]
+    aucs = [binary_auc(y_true == c, _normalised(probabilities[:, c], totals, len(counts))) for c in present]
     quality.values["roc_auc_ovr_score"] = float(np.mean(aucs))
 
 
-def binary_auc(positive: npt.NDArray[np.bool_], score: npt.NDArray[np.floating]) -> float:
-    """ROC AUC of one class from score ranks (the Mann-Whitney U statistic, ties counted half).
-
-    Equal to ``sklearn.metrics.roc_auc_score(positive, score)``; one ranking instead of the full
-    ROC curve keeps it fast enough to run per class and per prediction hour on a million rows.
-    Both classes must be present.
-    """
-    n_positive = int(np.count_nonzero(positive))
-    n_negative = len(positive) - n_positive
-    ranks = rankdata(score)
-    u_statistic = float(ranks[positive].sum()) - n_positive * (n_positive + 1) / 2
-    return u_statistic / (n_positive * n_negative)
+def _normalised(
+    values: npt.NDArray[np.floating], totals: npt.NDArray[np.float64], n_classes: int
+) -> npt.NDArray[np.float64]:
+    """Probabilities over row totals in float64: ``(n, k)`` over ``(n, 1)``, or ``(n,)`` over ``(n,)``."""
+    out = np.full(values.shape, 1.0 / n_classes, dtype=np.float64)
+    np.divide(values, totals, out=out, where=totals > 0)
+    return out
 
 
-def _per_class(
-    quality: Quality,
+def _log_loss(
     y_true: npt.NDArray[np.integer],
-    y_pred: npt.NDArray[np.integer],
-    class_names: tuple[str, ...],
-) -> None:
-    labels = np.arange(len(class_names))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=np.nan
+    probabilities: npt.NDArray[np.floating],
+    totals: npt.NDArray[np.float64],
+    chunk_rows: int = LOG_LOSS_CHUNK_ROWS,
+) -> float:
+    """scikit-learn's log loss, summed over blocks of rows and divided once.
+
+    The float64 copies scikit-learn makes of a million rows of probabilities would cost several
+    hundred MB at once; block by block they stay a few MB, and the mean of the sums is the same.
+    """
+    n_classes = probabilities.shape[1]
+    labels = np.arange(n_classes)
+    total = 0.0
+    for start in range(0, len(y_true), chunk_rows):
+        stop = start + chunk_rows
+        block = _normalised(probabilities[start:stop], totals[start:stop, np.newaxis], n_classes)
+        total += float(log_loss(y_true[start:stop], block, labels=labels, normalize=False))
+    return total / len(y_true)
+
+
+def binary_auc(positive: npt.NDArray[np.bool_], score: npt.NDArray[np.floating]) -> float:
+    """ROC AUC of one class: the share of (positive, negative) pairs ranked right, ties counted half.
+
+    This is the Mann-Whitney U statistic over ``n_positive * n_negative``, equal to
+    ``sklearn.metrics.roc_auc_score(positive, score)``. Both sides are sorted and every positive
+    score is placed among the negatives by binary search, which costs two sorts instead of building
+    the ROC curve, fast enough for every class of a million rows. Both classes must be present.
+    """
+    negatives = np.sort(score[~positive])
+    positives = np.sort(score[positive])
+    below = np.searchsorted(negatives, positives, side="left")
+    up_to = np.searchsorted(negatives, positives, side="right")
+    pairs_right = 2 * int(below.sum()) + int((up_to - below).sum())
+    return pairs_right / (2 * len(positives) * len(negatives))
+
+
+def _per_class(quality: Quality, matrix: npt.NDArray[np.integer], class_names: tuple[str, ...]) -> None:
+    y_true, y_pred, weight = _cells(matrix)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true,
+        y_pred,
+        labels=np.arange(len(class_names)),
+        average=None,
+        zero_division=np.nan,
+        sample_weight=weight,
     )
-    predicted = np.bincount(y_pred, minlength=len(class_names))
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
     for index, name in enumerate(class_names):
         entry: dict[str, Any] = {
             "class": name,
