@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -250,15 +250,24 @@ def parse_event(event: Mapping[str, Any]) -> list[Parsed]:
         return [_from_sns_record(record.sns) for record in SNSEvent(dict(event)).records]
 
     if event.get("source") == "aws.cloudwatch" and isinstance(event.get("alarmData"), Mapping):
-        return [_from_alarm_action(CloudWatchAlarmEvent(dict(event)))]
+        return [_readable("CloudWatch alarm action", _from_alarm_action, CloudWatchAlarmEvent(dict(event)))]
 
     if event.get("detail-type") == ALARM_STATE_CHANGE and isinstance(event.get("detail"), Mapping):
-        return [_from_eventbridge(EventBridgeEvent(dict(event)))]
+        return [_readable("EventBridge alarm state change", _from_eventbridge, EventBridgeEvent(dict(event)))]
 
     raise AlarmEventError(
         "expected an SNS event, a CloudWatch alarm action or an EventBridge "
         f"'{ALARM_STATE_CHANGE}' event; received an object with keys {sorted(event)[:12]}"
     )
+
+
+def _readable(kind: str, parse: Callable[[Any], AlarmChange], event: Any) -> AlarmChange:
+    # The shape was recognised but a field is missing or of the wrong type: refuse it by name, so
+    # the invocation fails with a message a person can act on instead of a KeyError.
+    try:
+        return parse(event)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise AlarmEventError(f"the {kind} event cannot be read: {type(error).__name__}: {error}") from error
 
 
 def region_from_arn(arn: str) -> str | None:
@@ -309,17 +318,18 @@ def _from_sns_record(sns: Any) -> Parsed:
 
     try:
         return _from_sns_alarm(message)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         # An alarm-like message we cannot read is still worth a person's eyes: forward it as is.
         logger.warning("Unreadable alarm notification forwarded as a notice", extra={"error": str(error)})
         return _notice(sns, raw, topic_arn, note=f"looked like an alarm notification but {error}")
 
 
 def _notice(sns: Any, raw: str, topic_arn: str, note: str) -> Notice:
-    sent = sns.get("Timestamp")
+    # A notice is the fallback for whatever arrived, so every field is read defensively.
+    given = sns.get("MessageAttributes")
     attributes = {
-        name: str(value.get("Value", ""))
-        for name, value in (sns.get("MessageAttributes") or {}).items()
+        str(name): str(value.get("Value", ""))
+        for name, value in (given.items() if isinstance(given, Mapping) else ())
         if isinstance(value, Mapping)
     }
     return Notice(
@@ -327,11 +337,20 @@ def _notice(sns: Any, raw: str, topic_arn: str, note: str) -> Notice:
         message=str(raw),
         topic_arn=str(topic_arn),
         message_id=str(sns.get("MessageId") or ""),
-        sent_at=parse_time(sent) if sent else datetime.now(UTC),
-        region=_region_of_topic(topic_arn),
+        sent_at=_sent_at(sns.get("Timestamp")),
+        region=_region_of_topic(str(topic_arn)),
         note=note,
         attributes=attributes,
     )
+
+
+def _sent_at(value: object) -> datetime:
+    if isinstance(value, str) and value:
+        try:
+            return parse_time(value)
+        except ValueError:
+            logger.warning("Unreadable SNS timestamp; the notice carries the time it was read")
+    return datetime.now(UTC)
 
 
 def _region_of_topic(topic_arn: str) -> str:
