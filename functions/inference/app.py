@@ -1,4 +1,4 @@
-"""Inference function: ``POST /predict``, ``GET /health`` and ``GET /model`` behind API Gateway.
+"""Inference function: ``POST /predict``, ``POST /explain``, ``GET /health`` and ``GET /model``.
 
 Thin by design: Powertools routes the event (REST API v1 or HTTP API v2) and validates the body
 against ``truthwatch.serving.PredictRequest``; the package does the rest. The model, the settings
@@ -33,8 +33,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from truthwatch import inference_metrics, serving
+from truthwatch import inference_explain, inference_metrics, serving
 from truthwatch.capture import FAILURE_EVENT, LogOnlyRecorder, Recorder
+from truthwatch.inference_explain import ExplainResponse
 from truthwatch.inference_tracing import LazyXRayProvider
 from truthwatch.serving import (
     ErrorResponse,
@@ -81,7 +82,7 @@ def service() -> InferenceService:
     from truthwatch.runtime import load_runtime
 
     config = settings()
-    runtime = load_runtime(config.model_dir, config.backend)
+    runtime = load_runtime(config.model_dir, config.backend, config.variant)
     _publish_card(config, runtime)
     recorder = _recorder_override or _table_recorder(config)
     logger.info(
@@ -89,6 +90,7 @@ def service() -> InferenceService:
         extra={
             "model_version": runtime.card.version,
             "backend": config.backend,
+            "variant": config.variant,
             "capture": config.capture_mode,
         },
     )
@@ -151,8 +153,10 @@ _ERRORS: dict[int, OpenAPIResponse] = {
         (400, "The body is not usable; `error.details` says where."),
         (413, "The body or the batch is over its limit."),
         (415, "The body is not JSON, or its encoding is not gzip."),
+        (500, "The model produced a non-finite output (`model_output_invalid`); nothing was recorded."),
     )
 }
+"""Every refusal a body-taking route answers; unknown paths (404) and methods (405) belong to no route."""
 
 
 @router.post(
@@ -181,13 +185,35 @@ def predict(request: Annotated[PredictRequest, Body()]) -> Response[str]:
     return Response(HTTPStatus.OK, serving.JSON_MEDIA_TYPE, serving.dumps(outcome.body))
 
 
+@router.post(
+    "/explain",
+    summary="Explain the predicted class of a few rows",
+    description=(
+        "Same body as `/predict`, at most `MAX_EXPLAIN_ROWS` rows (default 8). Integrated gradients "
+        "against an all-zero baseline; nothing is recorded."
+    ),
+    responses={
+        200: {
+            "description": "Per row, the predicted label and one attribution per feature",
+            "content": {"application/json": {"model": ExplainResponse}},
+        },
+        **_ERRORS,
+    },
+)
+def explain(request: Annotated[PredictRequest, Body()]) -> Response[str]:
+    """Explain, never record."""
+    outcome = inference_explain.explain(service(), request)
+    logger.info("explained", extra={"rows": outcome.rows, "latency_ms": outcome.latency_ms})
+    return Response(HTTPStatus.OK, serving.JSON_MEDIA_TYPE, serving.dumps(outcome.body))
+
+
 @router.get(
     "/health",
     summary="Is the model loaded",
     responses={200: {"description": "Loaded", "content": {"application/json": {"model": HealthResponse}}}},
 )
 def health() -> dict[str, str]:
-    """The served model's name, version and back end."""
+    """The served model's name, version, back end and variant."""
     return service().health()
 
 

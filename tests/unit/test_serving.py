@@ -4,10 +4,12 @@ import json
 from http import HTTPStatus
 
 import pytest
+from pydantic import ValidationError
 
 from truthwatch.serving import (
     RequestError,
     ServingSettings,
+    _check_rows,
     check_media_type,
     decode_body,
     parse_json,
@@ -23,8 +25,27 @@ def test_settings_defaults_and_overrides():
     assert (settings.capture_mode, settings.max_batch_rows, settings.backend) == ("raw", 10, "tensorflow")
 
 
+def test_variant_and_explain_limit_settings():
+    settings = ServingSettings.from_env({"MODEL_VARIANT": " Dynamic_Range ", "MAX_EXPLAIN_ROWS": "3"})
+
+    assert (settings.variant, settings.max_explain_rows) == ("dynamic_range", 3)
+    assert (ServingSettings().variant, ServingSettings().max_explain_rows) == ("float32", 8)
+
+
+def test_a_quantized_variant_needs_the_litert_back_end():
+    with pytest.raises(ValueError, match="MODEL_VARIANT 'full_integer' needs MODEL_BACKEND litert"):
+        ServingSettings.from_env({"MODEL_BACKEND": "tensorflow", "MODEL_VARIANT": "full_integer"})
+
+
 @pytest.mark.parametrize(
-    ("name", "value"), [("MAX_BATCH_ROWS", "0"), ("CAPTURE_TTL_DAYS", "x"), ("MODEL_BACKEND", "onnx")]
+    ("name", "value"),
+    [
+        ("MAX_BATCH_ROWS", "0"),
+        ("CAPTURE_TTL_DAYS", "x"),
+        ("MODEL_BACKEND", "onnx"),
+        ("MODEL_VARIANT", "int4"),
+        ("MAX_EXPLAIN_ROWS", "-1"),
+    ],
 )
 def test_bad_settings_name_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
@@ -75,3 +96,25 @@ def test_unmatched_route_tells_404_from_405():
     refused = unmatched_route("DELETE", "/health/")
     assert refused.status == HTTPStatus.METHOD_NOT_ALLOWED
     assert refused.headers == {"Allow": "GET"}
+
+
+def test_rows_of_json_numbers_pass_the_fast_check_unchanged():
+    rows = [[0, 1.5, 16], [2, 3, 4.25]]
+
+    assert _check_rows(rows) is rows
+
+
+@pytest.mark.parametrize(
+    ("rows", "location"),
+    [
+        ([[1, True]], (0, 1)),
+        ([[1, 2], [None, 3]], (1, 0)),
+        ([[1, "2"]], (0, 1)),
+        ([[1.0], 5], (1,)),
+    ],
+)
+def test_anything_but_numbers_gets_the_strict_error_with_its_location(rows, location):
+    with pytest.raises(ValidationError) as caught:
+        _check_rows(rows)
+
+    assert caught.value.errors()[0]["loc"] == location

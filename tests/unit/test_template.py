@@ -291,4 +291,5 @@ def test_image_build_arg_and_runtime_backend_agree(template: Template) -> None:
     environment = function.properties["Environment"]["Variables"]
 
     assert function.metadata["DockerBuildArgs"]["MODEL_BACKEND"] == environment["MODEL_BACKEND"]
+    assert function.metadata["DockerBuildArgs"]["MODEL_VARIANT"] == environment["MODEL_VARIANT"]
     assert function.properties["ImageConfig"]["Command"] == ["app.lambda_handler"]

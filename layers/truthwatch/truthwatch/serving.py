@@ -40,8 +40,9 @@ from truthwatch.capture import Recorder, ScoredBatch, build_records, failure_ent
 from truthwatch.card import ModelCard
 from truthwatch.errors import TruthwatchError
 from truthwatch.ids import MAX_ID_LENGTH, id_problems, new_ids
+from truthwatch.quantize import VARIANT_FILES
 from truthwatch.records import PROBABILITY_DIGITS, CaptureMode, parse_capture_mode
-from truthwatch.runtime import BACKENDS, BackendName, ModelRuntime
+from truthwatch.runtime import BACKENDS, DEFAULT_VARIANT, BackendName, ModelRuntime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -52,7 +53,12 @@ JSON_MEDIA_TYPE = "application/json"
 MAX_DETAILS = 10
 """Error answers list at most this many problems: enough to fix a request, never a huge body."""
 
-ROUTES: dict[str, tuple[str, ...]] = {"/predict": ("POST",), "/health": ("GET",), "/model": ("GET",)}
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/predict": ("POST",),
+    "/explain": ("POST",),
+    "/health": ("GET",),
+    "/model": ("GET",),
+}
 """Every path the API serves and its methods, so an unmatched request can be told 404 from 405."""
 
 
@@ -99,9 +105,11 @@ class ServingSettings:
 
     model_dir: Path = Path("/opt/model")
     backend: BackendName = "litert"
+    variant: str = DEFAULT_VARIANT
     capture_mode: CaptureMode = "binned"
     ttl_days: int = 30
     max_batch_rows: int = 1024
+    max_explain_rows: int = 8
     max_body_bytes: int = 6_291_456
     predictions_table: str | None = None
     data_bucket: str | None = None
@@ -121,13 +129,26 @@ class ServingSettings:
         return cls(
             model_dir=Path(env.get("MODEL_DIR", str(cls.model_dir))),
             backend=backend,
+            variant=_variant(env.get("MODEL_VARIANT", DEFAULT_VARIANT), backend),
             capture_mode=parse_capture_mode(env.get("CAPTURE_INPUTS", "binned")),
             ttl_days=_positive_int(env, "CAPTURE_TTL_DAYS", cls.ttl_days),
             max_batch_rows=_positive_int(env, "MAX_BATCH_ROWS", cls.max_batch_rows),
+            max_explain_rows=_positive_int(env, "MAX_EXPLAIN_ROWS", cls.max_explain_rows),
             max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             predictions_table=env.get("PREDICTIONS_TABLE") or None,
             data_bucket=env.get("DATA_BUCKET") or None,
         )
+
+
+def _variant(text: str, backend: BackendName) -> str:
+    variant = text.strip().lower() or DEFAULT_VARIANT
+    if variant not in VARIANT_FILES:
+        raise ValueError(f"MODEL_VARIANT must be one of {', '.join(VARIANT_FILES)}, got {text!r}")
+    if backend != "litert" and variant != DEFAULT_VARIANT:
+        # The TensorFlow back end serves the float32 Keras model; a quantized variant there
+        # would be a setting that silently does nothing.
+        raise ValueError(f"MODEL_VARIANT {variant!r} needs MODEL_BACKEND litert, got {backend!r}")
+    return variant
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -225,6 +246,7 @@ class HealthResponse(BaseModel):
     model_name: str
     model_version: str
     backend: str
+    variant: str = Field(description="The TFLite variant served: float32, dynamic_range or full_integer.")
 
 
 class ErrorInfo(BaseModel):
@@ -412,8 +434,12 @@ def unmatched_route(method: str, path: str) -> RequestError:
 # ---- predicting -----------------------------------------------------------------------------------
 
 
-def request_rows(request: PredictRequest, card: ModelCard, max_rows: int) -> npt.NDArray[np.float32]:
+def request_rows(
+    request: PredictRequest, card: ModelCard, max_rows: int, limit_name: str = "MAX_BATCH_ROWS"
+) -> npt.NDArray[np.float32]:
     """The batch a validated request carries, as float32 of shape ``(n, n_features)``.
+
+    ``limit_name`` is the setting behind ``max_rows``, named in the 413 message.
 
     Raises
     ------
@@ -431,7 +457,7 @@ def request_rows(request: PredictRequest, card: ModelCard, max_rows: int) -> npt
         raise RequestError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "too_many_rows",
-            f"{len(rows)} rows exceed the limit of {max_rows} per request; split the batch",
+            f"{len(rows)} rows exceed the limit of {max_rows} per request ({limit_name}); split the batch",
             [{"rows": len(rows), "limit": max_rows}],
         )
 
@@ -557,6 +583,7 @@ class InferenceService:
             "model_name": self.card.name,
             "model_version": self.card.version,
             "backend": self.runtime.backend_name,
+            "variant": self.settings.variant,
         }
 
     def predict(self, request: PredictRequest) -> PredictOutcome:

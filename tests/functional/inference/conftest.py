@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import orjson
 import pytest
 from moto import mock_aws
 
-from functions.inference import app
+from functions.inference import app, openapi
 
 REGION = "eu-west-1"
 TABLE = "truthwatch-predictions"
@@ -71,12 +73,42 @@ def aws(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> Iterator[dict[str, 
     app.service.cache_clear()
 
 
+@cache
+def _openapi_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = json.loads(openapi.document())["paths"]
+    return paths
+
+
+def documented_statuses(method: str, path: str) -> set[int] | None:
+    """The statuses the OpenAPI document lists for an operation; ``None`` when it has no such one."""
+    operation = _openapi_paths().get(path.rstrip("/") or "/", {}).get(method.lower())
+    return None if operation is None else {int(status) for status in operation["responses"]}
+
+
+def assert_documented(event: dict[str, Any], status: int) -> None:
+    """Every answer a test sees is in the OpenAPI document: its status under its operation, or a
+    404/405 for a request that matches no operation."""
+    if event.get("version") == "2.0":
+        method, path = event["requestContext"]["http"]["method"], event["rawPath"]
+    else:
+        method, path = event["httpMethod"], event["path"]
+    statuses = documented_statuses(method, path)
+    if statuses is None:
+        assert status in (404, 405), f"{method} {path} is not in the document but answered {status}"
+    else:
+        assert status in statuses, f"{method} {path} answered {status}, the document lists {sorted(statuses)}"
+
+
 @pytest.fixture
 def invoke(aws: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[int, Any, dict[str, Any]]]:
-    """Call the handler; return status, parsed body (strict JSON: NaN would fail) and the response."""
+    """Call the handler; return status, parsed body (strict JSON: NaN would fail) and the response.
+
+    Each answer is also checked against the OpenAPI document (:func:`assert_documented`).
+    """
 
     def call(event: dict[str, Any]) -> tuple[int, Any, dict[str, Any]]:
         response = app.lambda_handler(event, FakeContext())
+        assert_documented(event, response["statusCode"])
         return response["statusCode"], orjson.loads(response["body"]), response
 
     return call
