@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
-from truthwatch.report import build_report, rejected_key, report_key, to_html, to_json
+from tests.unit.test_join import small_card
+from truthwatch.card import Attributions, ModelCard
+from truthwatch.report import attribution_summary, build_report, rejected_key, report_key, to_html, to_json
 
 WHEN = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
 
@@ -108,3 +111,80 @@ def test_report_html_renders_a_report_without_matches() -> None:
     html = to_html(_report(model=None, quality=None, drift=None, hours=[]))
 
     assert "no model" in html and "Confusion matrix" not in html
+
+
+def _card_with_attributions() -> ModelCard:
+    card = small_card(n_features=64, n_classes=3)
+    by_class = {
+        name: tuple(round((i - 20) * 0.001 * (c + 1), 6) for i in range(64)) for c, name in enumerate("012")
+    }
+    attributions = Attributions(
+        method="integrated gradients",
+        baseline="all-zero input",
+        by_class=by_class,
+        rows_by_class={"0": 5, "1": 6, "2": 7},
+    )
+    return card.model_copy(update={"attributions": attributions})
+
+
+PER_CLASS = [
+    {"class": "0", "support": 5, "predicted": 5, "recall": 0.9},
+    {"class": "1", "support": 6, "predicted": 4, "recall": 0.5},
+    {"class": "2", "support": 7, "predicted": 9, "recall": 0.7},
+]
+
+
+def _grid_titles(html: str, class_name: str) -> list[str]:
+    start = html.index(f"<table class='heat' data-class='{class_name}'>")
+    table = html[start : html.index("</table>", start)]
+    return re.findall(r"title='([^']*)'", table)
+
+
+def test_report_html_draws_the_attributions_of_the_lowest_recall_class_from_the_card() -> None:
+    card = _card_with_attributions()
+    section = attribution_summary(card, PER_CLASS)
+
+    html = to_html(_report(attributions=section))
+
+    assert section["focus_class"] == "1"
+    focus = html[html.index("<div class='grids focus'>") :]
+    titles = _grid_titles(focus, "1")
+    assert len(titles) == 64
+    expected = card.attributions.by_class["1"]  # type: ignore[union-attr]
+    assert titles[0] == f"f0: {expected[0]:.6g}"
+    assert titles[63] == f"f63: {expected[63]:.6g}"
+    assert [float(t.split(": ")[1]) for t in titles] == pytest.approx(list(expected), rel=1e-5)
+    assert "lowest recall in this report" in html and "(0.500)" in html
+    assert html.count("<table class='heat'") == 4  # the focus class, then every class small
+
+
+def test_report_attribution_section_says_why_nothing_is_drawn() -> None:
+    no_map = attribution_summary(small_card(n_features=64), PER_CLASS)
+    not_a_grid = attribution_summary(
+        _card_with_attributions().model_copy(update={"input": small_card(n_features=4).input}, deep=True),
+        PER_CLASS,
+    )
+
+    assert no_map == {"available": False, "note": "the model card has no attributions"}
+    assert "not an 8x8 grid" in not_a_grid["note"]
+    html = to_html(_report(attributions=no_map))
+    assert "No attribution map: the model card has no attributions" in html
+    assert "<table class='heat'" not in html
+
+
+def test_report_html_shows_the_version_comparison() -> None:
+    from truthwatch.comparison import VersionQuality, compare_versions
+
+    versions = [
+        VersionQuality("digits", v, created, 0.0, 3600.0, 400, acc, acc, 0.01, 0.01)
+        for v, created, acc in (
+            ("0123456789ab", "2024-06-02T00:00:00Z", 0.93),
+            ("ba9876543210", "2024-06-01T00:00:00Z", 0.90),
+        )
+    ]
+
+    html = to_html(_report(comparison=compare_versions(versions)))
+
+    assert "Version comparison" in html
+    assert "0123456789ab (this report)" in html
+    assert "accuracy +0.0300 (0123456789ab minus ba9876543210) is beyond the bootstrap noise" in html

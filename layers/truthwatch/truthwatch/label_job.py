@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from truthwatch import telemetry
 from truthwatch.card import CARD_FILE, ModelCard
+from truthwatch.comparison import VersionQuality, compare_versions
 from truthwatch.drift import assess_drift, bin_count_grid, feature_bins, feature_psi, prediction_psi
 from truthwatch.join import (
     DynamoDBPredictionStore,
@@ -34,7 +35,7 @@ from truthwatch.notifications import LabelObject
 from truthwatch.publish import MetricPoint, hour_start, metric_data, put_metric_data, split_by_age
 from truthwatch.quality import HOURLY_METRICS, Quality, assess_quality, confusion_counts, label_scores
 from truthwatch.records import format_time
-from truthwatch.report import build_report, rejected_key, report_key, to_html, to_json
+from truthwatch.report import attribution_summary, build_report, rejected_key, report_key, to_html, to_json
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch.client import CloudWatchClient
@@ -176,6 +177,7 @@ def assess_join(
     stale: list[MetricPoint] = []
     source = {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "etag": obj.etag}
     accounting = result.accounting()
+    compared: list[VersionQuality] = []
 
     for (name, version), matched in sorted(result.versions.items()):
         hourly = hourly_counts(matched)
@@ -193,6 +195,7 @@ def assess_join(
         hours = hourly.values()
         points.extend(_hour_points(name, version, hours))
         points.extend(_version_points(name, version, matched, quality))
+        compared.append(_version_quality(name, version, matched, quality))
         reports.append(
             build_report(
                 source=source,
@@ -214,8 +217,13 @@ def assess_join(
                 drift=drift.summary(),
                 hours=[_hour_entry(hour, now) for hour in hours],
                 publication={},
+                attributions=attribution_summary(matched.card, quality.per_class),
             )
         )
+
+    comparison = compare_versions(compared)
+    for report in reports:
+        report["comparison"] = comparison
 
     if not reports:
         reports.append(
@@ -304,6 +312,22 @@ def _version_points(name: str, version: str, matched: MatchedRows, quality: Qual
         for metric, value in quality.values.items()
         if metric in _VERSION_METRICS and metric not in HOURLY_METRICS
     ]
+
+
+def _version_quality(name: str, version: str, matched: MatchedRows, quality: Quality) -> VersionQuality:
+    bootstrap = quality.bootstrap or {}
+    return VersionQuality(
+        model_name=name,
+        model_version=version,
+        created=matched.card.created,
+        first_prediction=float(matched.predicted_at.min()),
+        last_prediction=float(matched.predicted_at.max()),
+        rows=matched.rows,
+        accuracy_score=quality.values.get("accuracy_score"),
+        f1_macro_score=quality.values.get("f1_macro_score"),
+        accuracy_score_std=bootstrap.get("accuracy_score_std"),
+        f1_macro_score_std=bootstrap.get("f1_macro_score_std"),
+    )
 
 
 def _hour_entry(hour: tuple[int, int, dict[str, float]], now: datetime) -> dict[str, Any]:

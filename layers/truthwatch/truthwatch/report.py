@@ -14,6 +14,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from truthwatch.card import ModelCard
 from truthwatch.records import format_time
 
 REPORT_VERSION = 1
@@ -49,6 +50,8 @@ def build_report(
     drift: dict[str, Any] | None,
     hours: list[dict[str, Any]],
     publication: dict[str, Any],
+    comparison: dict[str, Any] | None = None,
+    attributions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the report document (every part is plain JSON data)."""
     return {
@@ -61,6 +64,8 @@ def build_report(
         "drift": drift,
         "hours": hours,
         "publication": publication,
+        "comparison": comparison,
+        "attributions": attributions,
         "undefined_metric_policy": UNDEFINED_POLICY,
     }
 
@@ -82,6 +87,8 @@ td,th{border:1px solid #d8dde6;padding:.25rem .5rem;text-align:right}
 th{background:#f3f5f8}td.l,th.l{text-align:left}
 .bar{height:.7rem;background:#3b6fd8;border-radius:2px}.barbox{width:12rem;background:#eef1f6;border-radius:2px}
 .warn{color:#9a5b00}
+table.heat{border-collapse:collapse;margin:.3rem 1rem .3rem 0}table.heat td{border:0;padding:0}
+.grids{display:flex;flex-wrap:wrap;align-items:flex-start}.grid{margin:0 1rem .8rem 0}
 """
 
 
@@ -98,8 +105,10 @@ def to_html(report: dict[str, Any]) -> str:
         f"{escape(report['processed_at'])}</p>",
         _summary(report),
         _accounting(report["rows"]),
+        _comparison(report.get("comparison"), model.get("version")),
         _confusion(report.get("quality")),
         _per_class(report.get("quality")),
+        _attributions(report.get("attributions")),
         _drift(report.get("drift")),
         _hours(report["hours"], report["publication"]),
         f"<h2>Undefined metrics</h2><p>{escape(report['undefined_metric_policy'])}</p>",
@@ -252,3 +261,146 @@ def _omitted(quality: dict[str, Any] | None) -> str:
         for name, reason in quality["omitted"].items()
     )
     return f"<table><tr><th class='l'>omitted metric</th><th class='l'>reason</th></tr>{rows}</table>"
+
+
+ATTRIBUTION_GRID_FEATURES = 64
+"""Inputs drawn as an 8x8 grid when the card's input shape is flat (the digits' pixels)."""
+
+
+def attribution_summary(card: ModelCard, per_class: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report's attribution section: the card's mean attributions per class, and which class to show.
+
+    ``focus_class`` is the class with the lowest recall in this report (the first on a tie), the one
+    whose attributions a reader wants to see beside the confusion matrix. ``note`` says why nothing
+    can be drawn: no attributions in the card, or an input that is not an image grid.
+    """
+    attributions = card.attributions
+    if attributions is None:
+        return {"available": False, "note": "the model card has no attributions"}
+    grid = _grid_shape(card.input.shape)
+    if grid is None:
+        return {
+            "available": False,
+            "note": (
+                f"the input has {card.n_features} features in the shape {list(card.input.shape)}, "
+                "not an 8x8 grid: attributions are not drawn"
+            ),
+        }
+
+    recalls = [(c["recall"], c["class"]) for c in per_class if "recall" in c]
+    focus = min(recalls, key=lambda pair: pair[0]) if recalls else None
+    section: dict[str, Any] = {
+        "available": True,
+        "method": attributions.method,
+        "baseline": attributions.baseline,
+        "grid": list(grid),
+        "feature_names": list(card.input.feature_names),
+        "by_class": {name: list(values) for name, values in attributions.by_class.items()},
+        "rows_by_class": dict(attributions.rows_by_class),
+        "focus_class": focus[1] if focus else None,
+        "focus_recall": focus[0] if focus else None,
+        "note": "",
+    }
+    if focus is None:
+        section["note"] = "no class has a defined recall in this report"
+    elif focus[1] not in attributions.by_class:
+        section["note"] = f"the model card has no attributions for class {focus[1]!r}"
+    return section
+
+
+def _grid_shape(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    if len(shape) == 1 and shape[0] == ATTRIBUTION_GRID_FEATURES:
+        return 8, 8
+    return None
+
+
+def _heat_cell(value: float, scale: float, name: str) -> str:
+    # Red pushes towards the class, blue away; the same scale for every class, so grids compare.
+    strength = min(abs(value) / scale, 1.0) if scale > 0 else 0.0
+    colour = "200,40,40" if value >= 0 else "40,90,200"
+    return (
+        f"<td style='width:{{size}};height:{{size}};background:rgba({colour},{strength:.2f})' "
+        f"title='{escape(name)}: {value:.6g}'></td>"
+    )
+
+
+def _heat_grid(name: str, values: list[float], section: dict[str, Any], scale: float, size: str) -> str:
+    rows, columns = section["grid"]
+    names = section["feature_names"]
+    body = "".join(
+        "<tr>"
+        + "".join(
+            _heat_cell(values[r * columns + c], scale, names[r * columns + c]).replace("{size}", size)
+            for c in range(columns)
+        )
+        + "</tr>"
+        for r in range(rows)
+    )
+    rows_seen = section["rows_by_class"].get(name, 0)
+    return (
+        f"<div class='grid'><table class='heat' data-class='{escape(name)}'>{body}</table>"
+        f"<span class='muted'>class {escape(name)} ({rows_seen} rows)</span></div>"
+    )
+
+
+def _attributions(section: dict[str, Any] | None) -> str:
+    if section is None:
+        return ""
+    head = "<h2>What the model looks at</h2>"
+    if not section.get("available"):
+        return f"{head}<p class='muted'>No attribution map: {escape(section.get('note', ''))}.</p>"
+
+    by_class = section["by_class"]
+    scale = max((abs(v) for values in by_class.values() for v in values), default=0.0)
+    explain = (
+        f"<p>Mean attribution of each input to the predicted class, over the held-out rows the model "
+        f"predicted as that class when it was exported ({escape(section['method'])}, baseline "
+        f"{escape(section['baseline'])}). Red pushes towards the class, blue away from it; one colour "
+        f"scale for every class (darkest = {scale:.4g}). Hover a cell for its value.</p>"
+    )
+    focus = section.get("focus_class")
+    if focus is not None and focus in by_class:
+        lead = (
+            f"<p><b>Class {escape(focus)}</b> has the lowest recall in this report "
+            f"({section['focus_recall']:.3f}): what the model looks for when it predicts it.</p>"
+            f"<div class='grids focus'>{_heat_grid(focus, by_class[focus], section, scale, '1.4rem')}</div>"
+        )
+    else:
+        lead = f"<p class='warn'>{escape(section.get('note', ''))}</p>"
+    small = "".join(_heat_grid(name, values, section, scale, ".6rem") for name, values in by_class.items())
+    return f"{head}{explain}{lead}<p class='muted'>Every class:</p><div class='grids'>{small}</div>"
+
+
+def _comparison(comparison: dict[str, Any] | None, this_version: str | None) -> str:
+    if not comparison:
+        return ""
+    lines = []
+    for v in comparison["versions"]:
+        mark = " (this report)" if v["model_version"] == this_version else ""
+        lines.append(
+            f"<tr><td class='l'>{escape(v['model_version'])}{mark}</td>"
+            f"<td class='l'>{escape(v['created'])}</td>"
+            f"<td class='l'>{escape(v['first_prediction'])} to {escape(v['last_prediction'])}</td>"
+            f"<td>{v['rows']}</td><td>{_number(v['accuracy_score'])}{_plus_minus(v['accuracy_score_std'])}</td>"
+            f"<td>{_number(v['f1_macro_score'])}{_plus_minus(v['f1_macro_score_std'])}</td></tr>"
+        )
+    statements = "".join(
+        f"<li>{escape(d[metric]['statement'])}</li>"
+        for d in comparison["differences"]
+        for metric in ("accuracy_score", "f1_macro_score")
+    )
+    notes = "".join(f"<p class='warn'>{escape(n)}</p>" for n in comparison.get("notes", []))
+    return (
+        "<h2>Version comparison</h2>"
+        f"<p class='muted'>Window: {escape(comparison['window'])}. Versions in order of "
+        f"{escape(comparison['ordered_by'])} time, oldest first; differences are newer minus older.</p>"
+        "<table><tr><th class='l'>version</th><th class='l'>created</th><th class='l'>predictions</th>"
+        f"<th>rows</th><th>accuracy</th><th>macro F1</th></tr>{''.join(lines)}</table>"
+        f"<ul>{statements}</ul>{notes}<p class='muted'>{escape(comparison['noise_rule'])}.</p>"
+    )
+
+
+def _plus_minus(std: float | None) -> str:
+    return f" &plusmn; {std:.4f}" if std is not None else ""

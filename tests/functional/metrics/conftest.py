@@ -22,7 +22,7 @@ from functions.metrics import app
 from truthwatch.card import ModelCard
 from truthwatch.dataset import load_digits_split
 from truthwatch.records import PredictionRecord, encode_inputs, expiry
-from truthwatch.training import ExportResult
+from truthwatch.training import ExportResult, TrainConfig, train_and_export
 
 REGION = "eu-west-1"
 BUCKET = "truthwatch-data-123456789012"
@@ -94,25 +94,37 @@ def lambda_context() -> LambdaContext:
     return cast(LambdaContext, FakeContext())
 
 
-def record_predictions(stack: Stack, predicted_at: datetime, rows: int = 300) -> None:
-    """Record ``rows`` held-out digits as predictions: about one in eight predicted wrong."""
+def record_predictions(
+    stack: Stack,
+    predicted_at: datetime,
+    rows: int = 300,
+    *,
+    card: ModelCard | None = None,
+    wrong_every: int = 8,
+    first_id: int = 0,
+) -> None:
+    """Record ``rows`` held-out digits as predictions of ``card`` (the stack's by default).
+
+    One row in ``wrong_every`` is predicted wrong; ids are numbered from ``first_id``.
+    """
+    card = card or stack.card
     split = load_digits_split()
     x = split.x_heldout[:rows]
     y = split.y_heldout[:rows]
-    wrong = (np.arange(rows) % 8) == 3
+    wrong = (np.arange(rows) % wrong_every) == 3 % wrong_every
     y_pred = np.where(wrong, (y + 1) % 10, y)
-    inputs = encode_inputs(x, "binned", stack.card)
+    inputs = encode_inputs(x, "binned", card)
     table = boto3.resource("dynamodb", region_name=REGION).Table(PREDICTIONS)
     with table.batch_writer() as writer:
         for i in range(rows):
             probabilities = np.full(10, 0.02)
             probabilities[y_pred[i]] = 0.82
             record = PredictionRecord(
-                inference_id=f"0190a1b2-0000-7000-8000-{i:012d}",
-                model_name=stack.card.name,
-                model_version=stack.card.version,
+                inference_id=f"0190a1b2-0000-7000-8000-{first_id + i:012d}",
+                model_name=card.name,
+                model_version=card.version,
                 predicted_at=predicted_at + timedelta(seconds=i),
-                label=stack.card.class_names[int(y_pred[i])],
+                label=card.class_names[int(y_pred[i])],
                 label_index=int(y_pred[i]),
                 confidence=0.82,
                 probabilities=tuple(float(p) for p in probabilities),
@@ -124,6 +136,19 @@ def record_predictions(stack: Stack, predicted_at: datetime, rows: int = 300) ->
             stack.ids.append(record.inference_id)
             stack.y_true.append(int(y[i]))
             stack.y_pred.append(int(y_pred[i]))
+
+
+@pytest.fixture(scope="session")
+def second_model(tmp_path_factory: pytest.TempPathFactory, exported_model: ExportResult) -> ExportResult:
+    """Another version of the digits model (another seed, two epochs), exported after the first."""
+    return train_and_export(tmp_path_factory.mktemp("second-model"), TrainConfig(epochs=2, seed=7))
+
+
+def upload_card(stack: Stack, card: ModelCard) -> None:
+    """Put a model card where the inference function uploads it: models/<name>/<version>/model.json."""
+    stack.s3.put_object(
+        Bucket=BUCKET, Key=f"models/{card.name}/{card.version}/model.json", Body=card.to_json().encode()
+    )
 
 
 @pytest.fixture
