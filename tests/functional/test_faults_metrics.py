@@ -18,17 +18,15 @@ from botocore.exceptions import ClientError
 
 from functions.metrics import app
 from tests.events import load_event
-from tests.functional.metrics.conftest import (  # noqa: F401  (fixtures used by name)
-    BUCKET,
-    IDEMPOTENCY,
-    Stack,
-    lambda_context,
-    record_predictions,
-    stack,
-)
+from tests.functional.metrics import conftest as metrics_fixtures
+from tests.functional.metrics.conftest import BUCKET, IDEMPOTENCY, Stack, record_predictions
 from truthwatch.join import StoreUnavailableError
 
 pytestmark = pytest.mark.slow  # the session's model is trained first
+
+# The metrics function's moto fixtures, shared with its own functional tests.
+stack = metrics_fixtures.stack
+lambda_context = metrics_fixtures.lambda_context
 
 EVENT = load_event("s3-object-created-labels")
 KEY = unquote_plus(EVENT["Records"][0]["s3"]["object"]["key"])
