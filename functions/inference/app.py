@@ -298,7 +298,10 @@ class _Decoding(BaseProxyEvent):
 
 
 class _RestEvent(_Decoding, APIGatewayProxyEvent):
-    pass
+    @cached_property
+    def multi_value_headers(self) -> dict[str, list[str]]:
+        # Read three times per request by Powertools' validation; built once.
+        return super().multi_value_headers
 
 
 class _HttpEvent(_Decoding, APIGatewayProxyEventV2):

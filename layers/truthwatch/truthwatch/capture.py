@@ -196,19 +196,21 @@ def build_records(
     expires_at = expiry(predicted_at, ttl_days)
     names = card.class_names
     name, version = card.name, card.version
+    # Positional arguments, in the field order of PredictionRecord: a thousand records a request
+    # make keyword matching a measurable share of the batch's latency.
     return [
         PredictionRecord(
-            inference_id=key,
-            model_name=name,
-            model_version=version,
-            predicted_at=predicted_at,
-            label=names[index],
-            label_index=index,
-            confidence=confidence,
-            probabilities=tuple(probabilities),
-            inputs_mode=mode,
-            inputs=encoded,
-            expires_at=expires_at,
+            key,
+            name,
+            version,
+            predicted_at,
+            names[index],
+            index,
+            confidence,
+            tuple(probabilities),
+            mode,
+            encoded,
+            expires_at,
         )
         for key, index, confidence, probabilities, encoded in zip(
             ids, scores.label_index, scores.confidence, scores.probabilities, inputs, strict=True

@@ -46,3 +46,16 @@ def test_unknown_variant_fails_at_load_naming_the_setting(invoke, monkeypatch):
 
     with pytest.raises(ValueError, match="MODEL_VARIANT"):
         invoke(load_event("apigw-http-health"))
+
+
+def test_a_quantized_variant_is_explained_through_float32_so_attributions_still_add_up(invoke, monkeypatch):
+    monkeypatch.setenv("MODEL_VARIANT", "full_integer")
+    event = load_event("apigw-http-predict")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/explain"
+
+    status, body, _ = invoke(event)
+
+    assert (status, body["explained_variant"]) == (200, "float32")
+    for explanation in body["explanations"]:
+        difference = explanation["probability"] - explanation["baseline_probability"]
+        assert abs(sum(explanation["attributions"]) - difference) <= body["completeness_tolerance"]
