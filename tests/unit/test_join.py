@@ -16,6 +16,8 @@ from truthwatch.join import (
     InMemoryPredictionStore,
     StoreUnavailableError,
     collect_labels,
+    columns_from_items,
+    columns_from_records,
     join_labels,
     read_labels,
 )
@@ -248,3 +250,36 @@ def test_join_dynamodb_store_gives_up_after_bounded_retries() -> None:
     with pytest.raises(StoreUnavailableError, match="still unprocessed after 3 calls"):
         list(store.get_many(["a", "b", "c", "d"]))
     assert len(fake.calls) == 3
+
+
+def test_join_typed_items_give_the_same_columns_as_records() -> None:
+    card = small_card()
+    records = [
+        make_record(card, "b", 0, T0, "binned"),
+        make_record(card, "r", 1, T0 + timedelta(milliseconds=1500), "raw"),
+        make_record(card, "n", 2, T0 - timedelta(hours=3), "none"),
+        make_record(card, "b2", 2, T0, "binned"),
+    ]
+
+    fast = columns_from_items([_typed(r) for r in records], [5, 6, 7, 8])
+    slow = columns_from_records(records, [5, 6, 7, 8])
+
+    assert len(fast) == len(slow) == 3  # binned, raw and none are laid out differently
+    for a, b in zip(fast, slow, strict=True):
+        assert (a.model_version, a.inputs_mode) == (b.model_version, b.inputs_mode)
+        for name in ("positions", "label_index", "confidence", "probabilities", "predicted_at"):
+            assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
+        assert (a.inputs is None and b.inputs is None) or a.inputs.tolist() == b.inputs.tolist()  # type: ignore[union-attr]
+    assert fast[0].predicted_at.tolist() == [T0.timestamp(), T0.timestamp()]
+
+
+def test_join_dynamodb_store_reads_items_in_another_layout_through_the_record_reader() -> None:
+    card = small_card()
+    item = _typed(make_record(card, "p0", 1, T0))
+    item["predicted_at"] = {"S": "2024-06-03T09:30:00+00:00"}  # an offset instead of Z
+    store = DynamoDBPredictionStore(FakeDynamoDB({"p0": item}, 0), "predictions", workers=1)  # type: ignore[arg-type]
+
+    [columns] = list(store.get_many(["p0"]))
+
+    assert columns.predicted_at.tolist() == [T0.timestamp()]
+    assert columns.label_index.tolist() == [1]
