@@ -1,20 +1,25 @@
 """Benchmark of the metrics function's work: parse, join, compute, for 100k and 1M label rows.
 
-Each size runs in a fresh child process, so its peak RSS is its own. The child builds an in-memory
-prediction store (columnar arrays; a lookup builds ``PredictionRecord`` objects, as reading the
-table would) and a CSV label file in memory (97% known ids, 1% unknown, 1% rejected, 1% duplicate,
+Each size runs several times, each run in a fresh child process, so its peak RSS is its own; the
+median of the runs is recorded with every run's figures and the machine's load average (other work
+shares this machine). The child builds an in-memory prediction store (one array per column, ids
+looked up in a dict and answered as ``PredictionColumns``, the interface the DynamoDB store
+implements) and a CSV label file in memory (97% known ids, 1% unknown, 1% rejected, 1% duplicate,
 predictions spread over 24 hours), then times:
 
-* parse: stream the bytes through ``parse_label_stream`` and ``collect_labels``;
+* parse: stream the bytes through ``read_labels`` (parse in batches, de-duplicate);
 * join: ``join_labels`` against the store;
-* compute: ``assess_join`` (quality with bootstrap, drift, every prediction hour) and rendering the
-  JSON and HTML reports.
+* compute: ``assess_join`` (the full set of metrics with bootstrap once per version, drift, the
+  per-hour values, the comparison and attribution sections) and rendering the JSON and HTML reports.
+
+Peak RSS includes the store and the label file held in memory (``rss_before_mb``), which a Lambda
+invocation does not hold.
 
 The same joined rows then go through Evidently's ``ClassificationPreset`` in ``.venv-bench/``
 (installed from ``requirements/bench.txt`` on first use, never into the dev set), and the ratio is
 recorded. Results: ``bench/results/metrics.json``.
 
-Usage: ``.venv/bin/python bench/bench_metrics.py [--sizes 100000,1000000] [--skip-evidently]``
+Usage: ``.venv/bin/python bench/bench_metrics.py [--sizes 100000,1000000] [--repeats 5] [--skip-evidently]``
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -171,6 +177,64 @@ def run_size(n: int, joined_out: Path | None) -> dict[str, object]:
     }
 
 
+def item_conversion(n: int = 20_000) -> dict[str, object]:
+    """CPU cost of the DynamoDB store per item: typed items to columns, with a client answering from memory.
+
+    The in-memory store skips this work; with the real table every matched row is one item that
+    BatchGetItem returns and the store turns into columns (network time comes on top).
+    """
+    from boto3.dynamodb.types import TypeSerializer
+
+    from truthwatch.card import ModelCard
+    from truthwatch.join import DynamoDBPredictionStore
+    from truthwatch.records import PredictionRecord, encode_inputs
+
+    card = _card()
+    assert isinstance(card, ModelCard)
+    rng = np.random.default_rng(2)
+    serializer = TypeSerializer()
+    inputs = encode_inputs(rng.integers(0, 17, size=(n, N_FEATURES)).astype(np.float32), "binned", card)
+    proba = rng.dirichlet(np.ones(N_CLASSES), size=n).round(6)
+    now = datetime.now(UTC)
+    items = {}
+    for i in range(n):
+        record = PredictionRecord(
+            f"id-{i}",
+            card.name,
+            card.version,
+            now,
+            "3",
+            3,
+            float(proba[i, 3]),
+            tuple(proba[i].tolist()),
+            "binned",
+            inputs[i],
+            0,
+        )
+        items[record.inference_id] = {k: serializer.serialize(v) for k, v in record.to_item().items()}
+
+    class MemoryClient:
+        def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+            [(table, request)] = RequestItems.items()
+            return {"Responses": {table: [items[k["inference_id"]["S"]] for k in request["Keys"]]}}
+
+    store = DynamoDBPredictionStore(MemoryClient(), "predictions", workers=1)  # type: ignore[arg-type]
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        found = sum(len(columns) for columns in store.get_many(list(items)))
+        timings.append(time.perf_counter() - start)
+    assert found == n
+    seconds = float(np.median(timings))
+    return {
+        "items": n,
+        "seconds": round(seconds, 3),
+        "us_per_item": round(seconds / n * 1e6, 2),
+        "estimate_1m_items_s": round(seconds / n * 1e6, 1),
+        "note": "median of 3; BatchGetItem answered from memory, so network time is not included",
+    }
+
+
 EVIDENTLY_SCRIPT = """
 import json, sys, time
 import numpy as np, pandas as pd
@@ -230,10 +294,34 @@ def _evidently(joined: Path) -> dict[str, object]:
     }
 
 
+TIMINGS = ("parse_s", "join_s", "compute_s", "total_s", "peak_rss_mb")
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run's counts with the median of every timing and of peak RSS; each run's figures kept."""
+    result = dict(runs[0])
+    for name in TIMINGS:
+        result[name] = round(float(np.median([float(str(r[name])) for r in runs])), 3)
+    result["runs"] = [{name: r[name] for name in (*TIMINGS, "load_1min")} for r in runs]
+    return result
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--skip-evidently", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per size; the median is recorded")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--joined", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -243,16 +331,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     rows = []
+    load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             joined = Path(tmp) / f"joined-{n}.npz"
-            child = subprocess.run(
-                [sys.executable, __file__, "--child", str(n), "--joined", str(joined)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            result = json.loads(child.stdout.strip().splitlines()[-1])
+            runs = []
+            for _ in range(args.repeats):
+                child = subprocess.run(
+                    [sys.executable, __file__, "--child", str(n), "--joined", str(joined)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                run = json.loads(child.stdout.strip().splitlines()[-1])
+                run["load_1min"] = os.getloadavg()[0]
+                runs.append(run)
+            result = _median_run(runs)
             target = TARGETS.get(n, {})
             result["target_s"] = target.get("seconds")
             result["target_peak_rss_mb"] = target.get("peak_rss_mb")
@@ -287,7 +381,12 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
                 "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "ratio": "Evidently ClassificationPreset seconds over truthwatch compute seconds",
+                "statistic": f"median of {args.repeats} runs per size, each in a fresh process; runs listed",
+                "load_average_before": load_before,
+                "load_average_after": _load(),
+                "uptime": _uptime(),
                 "results": rows,
+                "dynamodb_item_conversion": item_conversion(),
             },
             indent=2,
         )
