@@ -215,6 +215,7 @@ def test_metrics_keeps_predictions_older_than_two_weeks_in_the_report_only(
     assert report["publication"]["not_published_hours"]
     hour = _hour(predicted_at)
     assert stack.metric_sum("accuracy_score", hour, hour + timedelta(hours=2)) == 0
+    assert stack.metric_sum("log_loss", hour, hour + timedelta(hours=2)) == 0  # per version: too old too
     assert report["quality"]["metrics"]["accuracy_score"] > 0.8
 
 
