@@ -316,12 +316,12 @@ def _grid_shape(shape: tuple[int, ...]) -> tuple[int, int] | None:
     return None
 
 
-def _heat_cell(value: float, scale: float, name: str) -> str:
+def _heat_cell(value: float, scale: float, name: str, size: str) -> str:
     # Red pushes towards the class, blue away; the same scale for every class, so grids compare.
     strength = min(abs(value) / scale, 1.0) if scale > 0 else 0.0
     colour = "200,40,40" if value >= 0 else "40,90,200"
     return (
-        f"<td style='width:{{size}};height:{{size}};background:rgba({colour},{strength:.2f})' "
+        f"<td style='width:{size};height:{size};background:rgba({colour},{strength:.2f})' "
         f"title='{escape(name)}: {value:.6g}'></td>"
     )
 
@@ -332,8 +332,7 @@ def _heat_grid(name: str, values: list[float], section: dict[str, Any], scale: f
     body = "".join(
         "<tr>"
         + "".join(
-            _heat_cell(values[r * columns + c], scale, names[r * columns + c]).replace("{size}", size)
-            for c in range(columns)
+            _heat_cell(values[r * columns + c], scale, names[r * columns + c], size) for c in range(columns)
         )
         + "</tr>"
         for r in range(rows)
