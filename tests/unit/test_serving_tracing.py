@@ -77,3 +77,16 @@ def test_async_subsegment_follows_the_same_switch(monkeypatch):
     assert isinstance(off, NoSegment)
     assert on == "async segment"
     assert fake.calls == [("in_subsegment_async", "## async")]
+
+
+def test_the_inference_tracer_keeps_its_settings_to_itself():
+    from aws_lambda_powertools import Tracer
+
+    from functions.inference import app
+
+    other = Tracer(disabled=True)
+
+    assert isinstance(app.tracer.provider, LazyXRayProvider)
+    assert app.tracer.auto_patch is False
+    assert not isinstance(other.provider, LazyXRayProvider)
+    assert other.auto_patch is not False
