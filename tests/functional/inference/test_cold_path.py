@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 
 PROGRAM = """
@@ -32,6 +34,7 @@ sys.stderr.write(json.dumps({"status": response["statusCode"], "records": len(re
 """
 
 
+@pytest.mark.slow
 def test_first_answer_without_table_imports_neither_boto3_nor_the_xray_sdk(model_dir):
     env = {
         key: value
