@@ -93,3 +93,29 @@ def test_notifications_identity_prefers_version_id_over_etag() -> None:
         "version": "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd",
     }
     assert LabelObject("b", "labels/a.csv", etag="abc").identity()["version"] == "abc"
+
+
+def test_notifications_a_damaged_record_is_skipped_with_its_reason_and_the_others_read() -> None:
+    event = load_event("s3-multi-record-labels")
+    del event["Records"][0]["s3"]["bucket"]
+    event["Records"][1]["s3"]["object"]["eTag"] = 12345  # not text: not carried as an ETag
+
+    [delivery] = deliveries(event)
+
+    assert delivery.skipped[0].startswith("malformed S3 record (KeyError")
+    assert [o.key for o in delivery.objects] == ["labels/part-2.csv.gz"]
+    assert delivery.objects[0].etag is None
+
+
+def test_notifications_a_damaged_sqs_message_is_its_own_skipped_delivery() -> None:
+    event = load_event("sqs-s3-labels")
+    message = json.loads(event["Records"][0]["body"])
+    message["Records"][0]["s3"]["object"]["key"] = ["not", "a", "key"]
+    event["Records"][1]["body"] = json.dumps(message)
+    event["Records"][0]["body"] = None
+
+    first, second = deliveries(event)
+
+    assert first.message_id == event["Records"][0]["messageId"]
+    assert (first.objects, first.skipped) == ([], ["message is not a JSON object"])
+    assert (second.objects, second.skipped) == ([], ["malformed notification: no bucket name or object key"])

@@ -3,15 +3,17 @@
 Accepted: S3 event notifications, the same wrapped in SNS, in SQS, or in SNS inside SQS, and
 EventBridge "Object Created" events. Keys arrive URL-encoded (``+`` for a space) and are decoded
 exactly once. Acknowledged and skipped, with the reason: ``s3:TestEvent`` messages, events other
-than object creation, zero-byte objects, folder markers (keys ending in ``/``) and keys outside
-``labels/``.
+than object creation, zero-byte objects, folder markers (keys ending in ``/``), keys outside
+``labels/``, and damaged notifications (a field missing or of the wrong type, a message that is not
+JSON): one bad record is skipped with its reason and the others are still read.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -19,6 +21,9 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, SNSEvent, SQSE
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
 
 LABELS_PREFIX = "labels/"
+
+_DAMAGE = (KeyError, TypeError, AttributeError, ValueError)
+"""What Powertools' event classes raise on a missing or mistyped field: they index the dict on access."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,11 @@ def deliveries(event: dict[str, Any]) -> list[Delivery]:
     records = event.get("Records")
     if isinstance(records, list) and records and _source(records[0]) == "aws:sqs":
         out = []
-        for record in SQSEvent(event).records:
-            delivery = Delivery(message_id=record.message_id)
-            _collect(_json(record.body), delivery)
+        for raw in records:
+            delivery = Delivery(
+                message_id=_optional_text(raw.get("messageId")) if isinstance(raw, dict) else None
+            )
+            _guarded("SQS message", delivery, partial(_sqs_record, raw, delivery))
             out.append(delivery)
         return out
 
@@ -70,11 +77,25 @@ def _source(record: Any) -> str:
     return str(record.get("eventSource") or record.get("EventSource") or "")
 
 
-def _json(text: str) -> Any:
+def _json(text: Any) -> Any:
+    if not isinstance(text, str | bytes):
+        return None
     try:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def _guarded(kind: str, delivery: Delivery, read: Callable[[], None]) -> None:
+    """Run ``read``; a damaged record becomes a skip reason instead of failing the whole event."""
+    try:
+        read()
+    except _DAMAGE as exc:
+        delivery.skipped.append(f"malformed {kind} ({type(exc).__name__}: {str(exc)[:100]})")
+
+
+def _optional_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _collect(message: Any, delivery: Delivery) -> None:
@@ -88,7 +109,7 @@ def _collect(message: Any, delivery: Delivery) -> None:
         _collect(_json(message["Message"]), delivery)
         return
     if message.get("source") == "aws.s3" and "detail-type" in message:
-        _eventbridge(message, delivery)
+        _guarded("EventBridge event", delivery, partial(_eventbridge, message, delivery))
         return
 
     records = message.get("Records")
@@ -98,32 +119,40 @@ def _collect(message: Any, delivery: Delivery) -> None:
     for record in records:
         source = _source(record)
         if source == "aws:s3":
-            _s3_record(record, delivery)
+            _guarded("S3 record", delivery, partial(_s3_record, record, delivery))
         elif source == "aws:sns":
-            for sns_record in SNSEvent({"Records": [record]}).records:
-                _collect(_json(sns_record.sns.message), delivery)
+            _guarded("SNS record", delivery, partial(_sns_record, record, delivery))
         elif source == "aws:sqs":
-            for sqs_record in SQSEvent({"Records": [record]}).records:
-                _collect(_json(sqs_record.body), delivery)
+            _guarded("SQS record", delivery, partial(_sqs_record, record, delivery))
         else:
             delivery.skipped.append(f"record from {source or 'an unknown source'}")
 
 
-def _s3_record(record: dict[str, Any], delivery: Delivery) -> None:
+def _sqs_record(record: Any, delivery: Delivery) -> None:
+    for sqs_record in SQSEvent({"Records": [record]}).records:
+        _collect(_json(sqs_record.body), delivery)
+
+
+def _sns_record(record: Any, delivery: Delivery) -> None:
+    for sns_record in SNSEvent({"Records": [record]}).records:
+        _collect(_json(sns_record.sns.message), delivery)
+
+
+def _s3_record(record: Any, delivery: Delivery) -> None:
     for s3_record in S3Event({"Records": [record]}).records:
-        if not s3_record.event_name.startswith("ObjectCreated:"):
-            delivery.skipped.append(f"event {s3_record.event_name}")
+        event_name = s3_record.event_name
+        if not isinstance(event_name, str) or not event_name.startswith("ObjectCreated:"):
+            delivery.skipped.append(f"event {event_name}")
             continue
         obj = s3_record.s3.get_object
+        key = obj.key
         # S3Object.key is the key as sent, URL-encoded; decode it here, once.
         _keep(
-            LabelObject(
-                bucket=s3_record.s3.bucket.name,
-                key=unquote_plus(obj.key),
-                version_id=obj.version_id or None,
-                etag=obj.etag or None,
-                size=_size(obj.get("size")),
-            ),
+            s3_record.s3.bucket.name,
+            unquote_plus(key) if isinstance(key, str) else key,
+            obj.get("versionId"),
+            obj.get("eTag"),
+            obj.get("size"),
             delivery,
         )
 
@@ -140,18 +169,20 @@ def _eventbridge(message: dict[str, Any], delivery: Delivery) -> None:
     detail = event.detail
     # Powertools decodes this key (unquote_plus) itself, so it is used as it comes.
     _keep(
-        LabelObject(
-            bucket=detail.bucket.name,
-            key=detail.object.key,
-            version_id=detail.object.get("version-id") or None,
-            etag=detail.object.get("etag") or None,
-            size=detail.object.size,
-        ),
+        detail.bucket.name,
+        detail.object.key,
+        detail.object.get("version-id"),
+        detail.object.get("etag"),
+        detail.object.get("size"),
         delivery,
     )
 
 
-def _keep(obj: LabelObject, delivery: Delivery) -> None:
+def _keep(bucket: Any, key: Any, version_id: Any, etag: Any, size: Any, delivery: Delivery) -> None:
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+        delivery.skipped.append("malformed notification: no bucket name or object key")
+        return
+    obj = LabelObject(bucket, key, _optional_text(version_id), _optional_text(etag), _size(size))
     if obj.key.endswith("/"):
         delivery.skipped.append("folder marker")
     elif obj.size == 0:
