@@ -30,6 +30,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -239,6 +240,12 @@ class LocalStack:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        # An in-process moto server keeps its state in module globals, shared by every server this
+        # process starts: a second stack (tests start several) would find the first one's tables.
+        # Each stack starts from an empty account.
+        reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 (loopback http)
+        with urllib.request.urlopen(reset, timeout=10) as answer:  # noqa: S310
+            answer.read()
 
     def _aws_environment(self) -> dict[str, str]:
         # Fake credentials and the local endpoint for every client this process builds, the
