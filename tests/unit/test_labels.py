@@ -13,6 +13,7 @@ from truthwatch.labels import (
     LabelResolver,
     LabelRow,
     RejectedRow,
+    parse_label_batches,
     parse_label_stream,
     rejected_jsonl,
 )
@@ -149,3 +150,45 @@ def test_labels_rejected_rows_are_written_in_row_order() -> None:
         {"row": 2, "reason": "bad", "raw": "é"},
         {"row": 9, "reason": "missing label", "raw": "x,"},
     ]
+
+
+def test_labels_json_lines_in_small_batches_keep_every_row_in_order() -> None:
+    lines = [
+        '{"inference_id": "a", "label": 3}',
+        '{"inference_id": 17, "label": " 4 "}',
+        '{"inference_id": "b", "label": true}',
+        "",
+        '{"inference_id": "c\\ufffd", "label": "1"}',
+        '{"groundTruthData": {"data": "2"}, "eventMetadata": {"eventId": "d"}}',
+        '{"inference_id": "e", "label": 5.0}',
+    ]
+    data = "\n".join(lines).encode()
+
+    batches = list(parse_label_batches(io.BytesIO(data), batch_rows=2))
+    rows = _parse(data)
+
+    assert [r.row for b in batches for r in b.parsed()] == [r.row for r in rows] == [1, 2, 3, 5, 6, 7]
+    assert [r for r in rows if isinstance(r, LabelRow)] == [
+        LabelRow(1, "a", "3"),
+        LabelRow(2, "17", "4"),
+        LabelRow(6, "d", "2"),
+        LabelRow(7, "e", "5.0"),
+    ]
+    assert [(r.row, r.reason) for r in rows if isinstance(r, RejectedRow)] == [
+        (3, "label is a boolean"),
+        (5, "not valid UTF-8"),
+    ]
+
+
+def test_labels_truncated_gzip_json_lines_raise_after_the_rows_before_the_break() -> None:
+    body = gzip.compress(
+        "".join(
+            json.dumps({"inference_id": f"id-{i}", "label": i % 10}) + "\n" for i in range(50_000)
+        ).encode()
+    )
+
+    seen = []
+    with pytest.raises(LabelFileError, match="cannot be read past line"):
+        for row in parse_label_stream(io.BytesIO(body[: len(body) // 2])):
+            seen.append(row)
+    assert len(seen) > 1000 and all(isinstance(r, LabelRow) for r in seen)

@@ -200,11 +200,10 @@ def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterato
             return
         lines = itertools.chain([first], text)
         if first.lstrip().startswith("{"):
-            for last_line, row in _parse_json_lines(lines, skipped):  # noqa: B007 - kept for the error
-                batch.add(row)
-                if len(batch) >= batch_rows:
-                    yield batch
-                    batch = LabelBatch()
+            for batch in _json_batches(lines, skipped, batch_rows):
+                last_line = max(batch.rows[-1:] + [r.row for r in batch.rejected[-1:]] + [last_line])
+                yield batch
+            batch = LabelBatch()
         else:
             for batch in _parse_csv(lines, skipped, batch_rows):
                 last_line = batch.rows[-1] if batch.rows else last_line
@@ -356,20 +355,75 @@ def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> P
     return LabelRow(row, inference_id, label)
 
 
-def _parse_json_lines(lines: Iterator[str], offset: int) -> Iterator[tuple[int, ParsedRow]]:
-    for number, line in enumerate(lines, start=offset + 1):
-        if not line.strip():
-            continue
-        raw = _cut(line.rstrip("\r\n"))
-        try:
-            document = json.loads(line)
-        except ValueError as exc:
-            yield number, RejectedRow(number, f"not valid JSON ({exc.args[0] if exc.args else exc})", raw)
-            continue
-        if not isinstance(document, dict):
-            yield number, RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
-            continue
-        yield number, _json_row(number, document, raw)
+def _json_batches(lines: Iterator[str], offset: int, batch_rows: int) -> Iterator[LabelBatch]:
+    """JSON lines in batches; on a read error the rows of the unfinished batch are yielded first.
+
+    The common documents (``inference_id`` and ``label``, or SageMaker's ground truth, as text or
+    integers) go straight into the columns; anything else takes the general path of
+    :func:`_json_row`, which gives the same answer for those and the reasons for the rest.
+    """
+    batch = LabelBatch()
+    rows, ids, labels = batch.rows, batch.ids, batch.labels
+    short = MAX_ID_BYTES // 4
+    loads = json.loads
+    try:
+        for number, line in enumerate(lines, start=offset + 1):
+            try:
+                document = loads(line)
+            except ValueError as exc:
+                if line.strip():
+                    reason = f"not valid JSON ({exc.args[0] if exc.args else exc})"
+                    batch.rejected.append(RejectedRow(number, reason, _cut(line.rstrip("\r\n"))))
+                continue
+            pair = _plain_pair(document)
+            if pair is not None:
+                inference_id, label = pair[0].strip(), pair[1].strip()
+                if inference_id and label and len(inference_id) <= short:
+                    rows.append(number)
+                    ids.append(inference_id)
+                    labels.append(label)
+                    if len(ids) >= batch_rows:
+                        _screen_utf8(batch)
+                        yield batch
+                        batch = LabelBatch()
+                        rows, ids, labels = batch.rows, batch.ids, batch.labels
+                    continue
+            raw = _cut(line.rstrip("\r\n"))
+            if not isinstance(document, dict):
+                batch.rejected.append(
+                    RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
+                )
+            else:
+                batch.add(_json_row(number, document, raw))
+    except (OSError, EOFError, zlib.error):
+        _screen_utf8(batch)
+        yield batch
+        raise
+    _screen_utf8(batch)
+    if len(batch):
+        yield batch
+
+
+def _plain_pair(document: Any) -> tuple[str, str] | None:
+    """The id and label of a document in one of the two usual shapes, as text; None for anything else."""
+    if type(document) is not dict:
+        return None
+    truth = document.get("groundTruthData")
+    if truth is None:
+        inference_id, label = document.get("inference_id"), document.get("label")
+    elif type(truth) is dict and type(metadata := document.get("eventMetadata")) is dict:
+        inference_id = metadata.get("inferenceId") or metadata.get("eventId")
+        label = truth.get("data")
+    else:
+        return None
+    # type() rather than isinstance(): a bool is an int, and must take the general path (rejected).
+    if type(inference_id) is int:
+        inference_id = str(inference_id)
+    if type(label) is int:
+        label = str(label)
+    if type(inference_id) is str and type(label) is str:
+        return inference_id, label
+    return None
 
 
 def _json_row(row: int, document: dict[str, Any], raw: str) -> ParsedRow:
