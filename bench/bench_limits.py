@@ -30,7 +30,10 @@ minutes, both measured and recorded in the results:
   100 prediction records never reach);
 - items are put into moto's table object directly (about 0.13 ms each), not through
   ``BatchWriteItem``, and only ``--recorded`` of the million are recorded: ``--recorded 1000000``
-  runs the full case (roughly ten minutes and 3 GB for moto's table).
+  runs the full case (about ten minutes, and over 4 GB for moto's table).
+
+``moto_batch_get_backend_s`` is the time spent inside that replaced response, summed over the
+handler's concurrent calls (eight threads), so it can exceed the wall time.
 
 Peak RSS of a metrics child includes moto, its tables and the label object held in the emulated
 bucket, so it overstates what Lambda would hold; ``work_mb`` (peak minus the RSS once the handler
