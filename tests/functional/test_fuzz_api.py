@@ -42,7 +42,8 @@ from werkzeug.wrappers import Response as WsgiResponse
 
 from functions.inference import app, openapi
 from infra.local.gateway import Route, build_event, parse_response
-from tests.functional.inference.conftest import BUCKET, REGION, TABLE, FakeContext, create_table
+from tests.functional.inference.conftest import BUCKET, REGION, TABLE, create_table, inference_context
+from tests.functional.support import use_fake_aws
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +105,7 @@ def wsgi_shim(traffic: Traffic) -> Callable[[dict[str, Any], Any], Iterable[byte
             path_parameters={"proxy": request.path.lstrip("/")},
             stage="fuzz",
         )
-        answer = parse_response(app.lambda_handler(event, FakeContext()))
+        answer = parse_response(app.lambda_handler(event, inference_context()))
         headers = dict(answer.headers)
         traffic.check(answer.status, headers.get("Content-Type", ""), answer.body)
         response = WsgiResponse(answer.body, status=answer.status, headers=answer.headers)
@@ -118,21 +119,18 @@ def served(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, model_dir: Path
 ) -> Iterator[Traffic]:
     """The inference handler against moto, with its environment; yields the traffic counter."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "MODEL_DIR": str(model_dir),
-        "PREDICTIONS_TABLE": TABLE,
-        "DATA_BUCKET": BUCKET,
-        "POWERTOOLS_SERVICE_NAME": "truthwatch-inference",
-        # The handler's JSON lines are not under test here; keep a thousand runs quiet.
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    use_fake_aws(
+        monkeypatch,
+        REGION,
+        {
+            "MODEL_DIR": str(model_dir),
+            "PREDICTIONS_TABLE": TABLE,
+            "DATA_BUCKET": BUCKET,
+            "POWERTOOLS_SERVICE_NAME": "truthwatch-inference",
+            # The handler's JSON lines are not under test here; keep a thousand runs quiet.
+            "POWERTOOLS_LOG_LEVEL": "ERROR",
+        },
+    )
     app.use_recorder(None)
     app.settings.cache_clear()
     with mock_aws():
@@ -281,7 +279,7 @@ def test_raw_requests_get_a_json_answer_with_the_error_shape(
         event["body"] = base64.b64encode(payload).decode("ascii")
         event["isBase64Encoded"] = True
 
-    answer = parse_response(app.lambda_handler(event, FakeContext()))
+    answer = parse_response(app.lambda_handler(event, inference_context()))
     served.check(answer.status, dict(answer.headers).get("Content-Type", ""), answer.body)
 
     assert answer.status == 200 or answer.status in ERROR_CODES, answer.body[:300]

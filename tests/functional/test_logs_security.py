@@ -17,7 +17,7 @@ import pytest
 from functions.inference import app as inference_app
 from tests.events import load_event
 from tests.functional.inference import conftest as inference_fixtures
-from tests.functional.inference.conftest import FakeContext
+from tests.functional.inference.conftest import inference_context
 from tests.functional.metrics import conftest as metrics_fixtures
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_inference_logs_no_inputs_or_probabilities_at_info(
     event = load_event("apigw-rest-predict")
     event["body"] = json.dumps({"instances": [[PIXEL] * 64], "inference_ids": ["id-0001"]})
 
-    response = inference_app.lambda_handler(event, FakeContext())
+    response = inference_app.lambda_handler(event, inference_context())
 
     assert response["statusCode"] == 200
     probabilities = json.loads(response["body"])["predictions"][0]["probabilities"]

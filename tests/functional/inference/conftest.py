@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import orjson
@@ -15,24 +14,19 @@ import pytest
 from moto import mock_aws
 
 from functions.inference import app, openapi
+from tests.functional.support import make_context, use_fake_aws
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 REGION = "eu-west-1"
 TABLE = "truthwatch-predictions"
 BUCKET = "truthwatch-data-123456789012"
 
 
-@dataclass(frozen=True)
-class FakeContext:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name: str = "truthwatch-InferenceFunction"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:truthwatch-InferenceFunction"
-    memory_limit_in_mb: int = 1024
-    aws_request_id: str = "0b8a2f3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+def inference_context() -> LambdaContext:
+    """A Lambda context of the inference function."""
+    return make_context("truthwatch-InferenceFunction", REGION)
 
 
 def create_table(client: Any, name: str = TABLE) -> None:
@@ -48,19 +42,16 @@ def create_table(client: Any, name: str = TABLE) -> None:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, model_dir: Path) -> Iterator[dict[str, Any]]:
     """moto with the predictions table and the data bucket, and the function's environment."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "MODEL_DIR": str(model_dir),
-        "PREDICTIONS_TABLE": TABLE,
-        "DATA_BUCKET": BUCKET,
-        "POWERTOOLS_SERVICE_NAME": "truthwatch-inference",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    use_fake_aws(
+        monkeypatch,
+        REGION,
+        {
+            "MODEL_DIR": str(model_dir),
+            "PREDICTIONS_TABLE": TABLE,
+            "DATA_BUCKET": BUCKET,
+            "POWERTOOLS_SERVICE_NAME": "truthwatch-inference",
+        },
+    )
     app.use_recorder(None)
     app.settings.cache_clear()
     with mock_aws():
@@ -107,7 +98,7 @@ def invoke(aws: dict[str, Any]) -> Callable[[dict[str, Any]], tuple[int, Any, di
     """
 
     def call(event: dict[str, Any]) -> tuple[int, Any, dict[str, Any]]:
-        response = app.lambda_handler(event, FakeContext())
+        response = app.lambda_handler(event, inference_context())
         assert_documented(event, response["statusCode"])
         return response["statusCode"], orjson.loads(response["body"]), response
 

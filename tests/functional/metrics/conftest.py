@@ -6,11 +6,10 @@ binned with the exported model's card, items written through ``PredictionRecord.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import boto3
 import numpy as np
@@ -19,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto import mock_aws
 
 from functions.metrics import app
+from tests.functional.support import make_context, use_fake_aws
 from truthwatch.card import ModelCard
 from truthwatch.dataset import load_digits_split
 from truthwatch.records import PredictionRecord, encode_inputs, expiry
@@ -28,22 +28,6 @@ REGION = "eu-west-1"
 BUCKET = "truthwatch-data-123456789012"
 PREDICTIONS = "truthwatch-predictions"
 IDEMPOTENCY = "truthwatch-idempotency"
-
-
-@dataclass(frozen=True)
-class FakeContext:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name: str = "truthwatch-MetricsFunction"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:truthwatch-MetricsFunction"
-    memory_limit_in_mb: int = 1769
-    aws_request_id: str = "6a1f0c2e-7b3d-4e5f-8a9b-0c1d2e3f4a5b"
-    log_group_name: str = "/aws/lambda/truthwatch-MetricsFunction"
-    log_stream_name: str = "2024/06/03/[$LATEST]fedcba9876543210"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 @dataclass
@@ -91,7 +75,7 @@ class Stack:
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return cast(LambdaContext, FakeContext())
+    return make_context("truthwatch-MetricsFunction", REGION, memory_mb=1769, remaining_ms=300_000)
 
 
 def record_predictions(
@@ -154,24 +138,16 @@ def upload_card(stack: Stack, card: ModelCard) -> None:
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, exported_model: ExportResult) -> Iterator[Stack]:
     """moto with the bucket, both tables and the model card, and the metrics function's environment."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "PREDICTIONS_TABLE": PREDICTIONS,
-        "DATA_BUCKET": BUCKET,
-        "IDEMPOTENCY_TABLE": IDEMPOTENCY,
-        "POWERTOOLS_SERVICE_NAME": "truthwatch-metrics",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-
-    # The handler hands its log configuration to the package logger; restore it for other tests.
-    package_logger = logging.getLogger("truthwatch")
-    monkeypatch.setattr(package_logger, "handlers", list(package_logger.handlers))
-    monkeypatch.setattr(package_logger, "propagate", package_logger.propagate)
+    use_fake_aws(
+        monkeypatch,
+        REGION,
+        {
+            "PREDICTIONS_TABLE": PREDICTIONS,
+            "DATA_BUCKET": BUCKET,
+            "IDEMPOTENCY_TABLE": IDEMPOTENCY,
+            "POWERTOOLS_SERVICE_NAME": "truthwatch-metrics",
+        },
+    )
 
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
