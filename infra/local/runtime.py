@@ -141,7 +141,8 @@ def _captured() -> Iterator[io.StringIO]:
 
 
 @contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
+def process_environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set ``variables`` in this process's environment for the block, then put back what was there."""
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
     try:
@@ -192,7 +193,7 @@ class LocalFunction:
         # A fresh module: settings and clients a handler caches at module level must come from
         # this function's environment, not from an earlier import in the same process (tests).
         self._previous = sys.modules.pop(self.spec.module, None)
-        with _INVOKE_LOCK, _environment(self.spec.environment), _captured() as buffer:
+        with _INVOKE_LOCK, process_environment(self.spec.environment), _captured() as buffer:
             try:
                 self._module = importlib.import_module(self.spec.module)
             finally:
@@ -214,7 +215,7 @@ class LocalFunction:
             self.load()
         handler = getattr(self._module, self.spec.handler)
 
-        with _INVOKE_LOCK, _environment(self.spec.environment):
+        with _INVOKE_LOCK, process_environment(self.spec.environment):
             context = LambdaContext(self.spec, self.region, self.account)
             started = time.perf_counter()
             result: Any = None

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import socket
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +44,13 @@ from infra.local.emf import Datapoint, put_datapoints
 from infra.local.gateway import LocalGateway
 from infra.local.outbox import Outbox, SentEmail
 from infra.local.resources import FunctionPlan, Provisioned, Source, provision
-from infra.local.runtime import FunctionSpec, Invocation, LocalFunction, uninstall_router
+from infra.local.runtime import (
+    FunctionSpec,
+    Invocation,
+    LocalFunction,
+    process_environment,
+    uninstall_router,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -134,20 +138,6 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-@contextmanager
-def _process_environment(variables: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 class LocalStack:
     """Everything of the local stack, started by :meth:`start` and stopped by :meth:`stop`."""
 
@@ -210,7 +200,7 @@ class LocalStack:
                 )
 
         self._start_moto()
-        self._env_cm = _process_environment(self._aws_environment())
+        self._env_cm = process_environment(self._aws_environment())
         self._env_cm.__enter__()
         try:
             self._start_services(model_folder)

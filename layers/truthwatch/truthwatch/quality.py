@@ -47,7 +47,7 @@ BOOTSTRAP_MIN_ROWS = 200
 BOOTSTRAP_RESAMPLES = 1000
 LOG_LOSS_CHUNK_ROWS = 1 << 16
 
-SCALAR_METRICS = (
+LABEL_METRICS = (
     "accuracy_score",
     "balanced_accuracy_score",
     "precision_macro_score",
@@ -56,10 +56,10 @@ SCALAR_METRICS = (
     "precision_weighted_score",
     "recall_weighted_score",
     "f1_weighted_score",
-    "roc_auc_ovr_score",
-    "log_loss",
-    "constant_accuracy_score",
 )
+"""The metrics that depend on the labels only, so on the confusion matrix only."""
+
+SCALAR_METRICS = (*LABEL_METRICS, "roc_auc_ovr_score", "log_loss", "constant_accuracy_score")
 """Every scalar :func:`assess_quality` may report, named as in :mod:`truthwatch.telemetry`."""
 
 
@@ -178,18 +178,6 @@ def _cells(
     true_class, predicted_class = np.nonzero(matrix)
     return true_class, predicted_class, matrix[true_class, predicted_class]
 
-
-LABEL_METRICS = (
-    "accuracy_score",
-    "balanced_accuracy_score",
-    "precision_macro_score",
-    "recall_macro_score",
-    "f1_macro_score",
-    "precision_weighted_score",
-    "recall_weighted_score",
-    "f1_weighted_score",
-)
-"""The metrics that depend on the labels only, so on the confusion matrix only."""
 
 HOURLY_METRICS = ("accuracy_score", "f1_macro_score")
 """The quality metrics computed per prediction hour (the alarms and graphs watch these)."""
