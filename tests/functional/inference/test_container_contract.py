@@ -8,17 +8,16 @@ that does not exist, or an import the requirements do not satisfy, fails the tes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.functional.contract import clean_venv
 from truthwatch.inference_bundle import bundle_model
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,33 +28,9 @@ TASK_ROOT = "/var/task"
 pytestmark = pytest.mark.slow
 
 
-def _interpreter() -> list[str]:
-    """python3.12 (the Lambda runtime) when pyenv or the PATH has it, else this interpreter."""
-    env = {**os.environ, "PYENV_VERSION": "3.12.1"}
-    found = shutil.which("python3.12")
-    if found and subprocess.run([found, "-c", "pass"], env=env, capture_output=True).returncode == 0:
-        return [found]
-    return [sys.executable]
-
-
 def _contract_venv() -> Path:
-    """A venv holding only the image's requirements, cached on a hash of the requirements file."""
-    interpreter = _interpreter()
-    key = hashlib.sha256(REQUIREMENTS.read_bytes() + interpreter[0].encode()).hexdigest()[:16]
-    venv = ROOT / ".venv-contract" / key
-    python = venv / "bin" / "python"
-    if (venv / ".complete").is_file():
-        return python
-    shutil.rmtree(venv, ignore_errors=True)
-    env = {**os.environ, "PYENV_VERSION": "3.12.1"}
-    subprocess.run([*interpreter, "-m", "venv", str(venv)], check=True, env=env)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--requirement", str(REQUIREMENTS)],
-        check=True,
-    )
-    subprocess.run([str(python), "-m", "pip", "check"], check=True)
-    (venv / ".complete").touch()
-    return python
+    """A venv holding only the image's requirements."""
+    return clean_venv(REQUIREMENTS)
 
 
 def _instructions() -> list[tuple[str, str]]:
