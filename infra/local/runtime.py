@@ -207,6 +207,7 @@ class LocalFunction:
             del sys.modules[self.spec.module]
             if self._previous is not None:
                 sys.modules[self.spec.module] = self._previous
+            _restore_attribute(self.spec.module, self._previous)
         self._module = None
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
@@ -253,3 +254,16 @@ class LocalFunction:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", encoding="utf-8") as handle:
             handle.write(text.rstrip("\n") + "\n")
+
+
+def _restore_attribute(module: str, previous: ModuleType | None) -> None:
+    # An import also binds the module as an attribute of its package, and `from package import
+    # name` reads that attribute first: put the earlier module back there too, or remove ours.
+    package_name, _, name = module.rpartition(".")
+    package = sys.modules.get(package_name)
+    if package is None:
+        return
+    if previous is not None:
+        setattr(package, name, previous)
+    elif hasattr(package, name):
+        delattr(package, name)
