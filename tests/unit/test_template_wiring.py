@@ -432,6 +432,10 @@ def s3_grants(template: Template, resolver: Resolver, logical_id: str) -> set[tu
         for resource in resources if isinstance(resources, list) else [resources]:
             if resource.startswith(bucket_arn + "/"):
                 grants |= {(action, resource.removeprefix(bucket_arn + "/")) for action in actions}
+            elif resource == bucket_arn:
+                # Bucket-level actions (ListBucket) are scoped by their s3:prefix condition.
+                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                grants |= {(action, prefix) for action in actions for prefix in prefixes}
     return grants
 
 
@@ -439,11 +443,28 @@ def test_bucket_access_follows_the_bucket_layout(template: Template, resolver: R
     assert s3_grants(template, resolver, "InferenceFunction") == {("s3:PutObject", "models/*")}
     assert s3_grants(template, resolver, "MetricsFunction") == {
         ("s3:GetObject", "labels/*"),
+        ("s3:GetObjectVersion", "labels/*"),
         ("s3:GetObject", "models/*"),
+        ("s3:GetObjectVersion", "models/*"),
+        ("s3:ListBucket", "models/"),
+        ("s3:ListBucket", "models/*"),
         ("s3:PutObject", "reports/*"),
         ("s3:PutObject", "rejected/*"),
     }
     assert s3_grants(template, resolver, "AlarmFunction") == set()  # it only links to reports
+
+
+def test_reads_of_the_versioned_bucket_may_name_a_version(template: Template, resolver: Resolver) -> None:
+    # Notifications of a versioned bucket carry a version id and the metrics function reads by
+    # it; S3 authorises GetObject with VersionId as s3:GetObjectVersion.
+    versioning = template.resource("DataBucket").properties["VersioningConfiguration"]
+    assert versioning["Status"] == "Enabled"
+
+    for logical_id in template.functions():
+        grants = s3_grants(template, resolver, logical_id)
+        read = {prefix for action, prefix in grants if action == "s3:GetObject"}
+        by_version = {prefix for action, prefix in grants if action == "s3:GetObjectVersion"}
+        assert read <= by_version, (logical_id, read - by_version)
 
 
 def test_alarm_function_sends_only_as_the_sender_identity(template: Template, resolver: Resolver) -> None:
