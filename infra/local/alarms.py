@@ -19,6 +19,10 @@ Simplifications, written down because they change what a reader sees:
 - **A datapoint counts in the local period in which it arrived**, not at its timestamp: the metrics
   function timestamps quality metrics at the hour of the predictions, so every datapoint of a
   minutes-long session would otherwise land in one period.
+- **The alarm email's two clocks.** The value an email names is the one the evaluator compared
+  (from the reason, stamped with the local period's start); its table of recent datapoints comes
+  from GetMetricData over the template's hourly periods, where every phase of a short session
+  falls into the same hour and averages together. Deployed, both are the same hourly series.
 - Only whole periods are evaluated: a state changes at most ``period_s`` (plus a tick) after the
   datapoint that causes it.
 - The first evaluation of each alarm after start sets its state without notifying anyone (CloudWatch
@@ -37,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -184,12 +188,21 @@ class Evaluation:
     values: tuple[float | None, ...]
 
 
-def evaluate(rule: AlarmRule, values: Sequence[float | None], current: State) -> Evaluation:
+def evaluate(
+    rule: AlarmRule,
+    values: Sequence[float | None],
+    current: State,
+    starts: Sequence[datetime] | None = None,
+) -> Evaluation:
     """The state an alarm should be in, given its last periods' values (oldest first, ``None`` = no data).
 
     Missing periods follow ``TreatMissingData``: ``notBreaching`` and ``breaching`` count them as
     good or bad; ``missing`` and ``ignore`` leave them out, and when every period is missing the
     alarm goes to ``INSUFFICIENT_DATA`` (``missing``) or keeps its state (``ignore``).
+
+    With ``starts`` (each period's start, oldest first) the reason lists the datapoints as
+    CloudWatch does, newest first with their times, so readers of the reason (the alarm email)
+    take the value the alarm compared from it.
     """
     values = tuple(values)
     treatment = rule.treat_missing_data if rule.treat_missing_data in TREATMENTS else "missing"
@@ -210,7 +223,8 @@ def evaluate(rule: AlarmRule, values: Sequence[float | None], current: State) ->
 
     breaching = sum(judged)
     state: State = "ALARM" if breaching >= rule.datapoints_to_alarm else "OK"
-    return Evaluation(state, _reason(rule, values, breaching, missing, state, current, treatment), values)
+    reason = _reason(rule, values, breaching, missing, state, current, treatment, starts)
+    return Evaluation(state, reason, values)
 
 
 def _reason(
@@ -221,9 +235,15 @@ def _reason(
     state: State,
     current: State,
     treatment: str,
+    starts: Sequence[datetime] | None,
 ) -> str:
     words = COMPARISONS[rule.comparison][1]
-    present = [f"{v:.6g}" for v in values if v is not None]
+    if starts is None:
+        present = [f"{v:.6g}" for v in values if v is not None]
+    else:
+        # CloudWatch's own wording: newest first, each value with its period's start.
+        dated = reversed(list(zip(values, starts, strict=True)))
+        present = [f"{v:.6g} ({at:%d/%m/%y %H:%M:%S})" for v, at in dated if v is not None]
     if not present:
         treated = "Breaching" if treatment == "breaching" else "NonBreaching"
         return (
@@ -451,12 +471,15 @@ class AlarmEvaluator:
     def _evaluate_one(self, rule: AlarmRule, current: State, last_complete: int) -> Transition | None:
         first = last_complete - rule.evaluation_periods + 1
         values: list[float | None] = []
+        starts: list[datetime] = []
+        wall, clock = datetime.now(tz=UTC), time.monotonic()
         for index in range(first, last_complete + 1):
             start = self._started + index * self.period_s
             samples = self.arrivals.samples(rule, start, start + self.period_s) if index >= 0 else []
             values.append(statistic(samples, rule.statistic))
+            starts.append(wall - timedelta(seconds=clock - start))
 
-        outcome = evaluate(rule, values, current)
+        outcome = evaluate(rule, values, current, starts)
         silent = rule.name not in self._initialised
         self._initialised.add(rule.name)
         if outcome.state == current:
@@ -470,6 +493,11 @@ class AlarmEvaluator:
             "period": rule.period,
             "recentDatapoints": [v for v in values if v is not None],
             "threshold": rule.threshold,
+            "evaluatedDatapoints": [
+                {"timestamp": _cw_time(at), "value": v}
+                for v, at in reversed(list(zip(values, starts, strict=True)))
+                if v is not None
+            ],
         }
         self.cloudwatch.set_alarm_state(
             AlarmName=rule.name,

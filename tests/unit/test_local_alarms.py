@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from infra.local.alarms import AlarmRule, Evaluation, Sample, evaluate, notification, statistic
+from truthwatch.alarms import AlarmChange, parse_event
 
 RULE = AlarmRule(
     name="truthwatch-digits-accuracy",
@@ -67,6 +68,21 @@ def test_reason_names_the_datapoints_and_the_threshold() -> None:
 
     assert outcome.reason.startswith("Threshold Crossed: 2 out of the last 3 datapoints [0.5, 0.4, 0.95]")
     assert "less than the threshold (0.9)" in outcome.reason
+
+
+def test_reason_dates_the_datapoints_newest_first_as_cloudwatch_does() -> None:
+    starts = [datetime(2024, 6, 3, 11, minute, tzinfo=UTC) for minute in (0, 1, 2)]
+
+    outcome = evaluate(RULE, [0.5, None, 0.95], "ALARM", starts)
+    _, message = notification(RULE, outcome, "ALARM", "123456789012", "US East (N. Virginia)", starts[2])
+    sns = {"Type": "Notification", "MessageId": "m-1", "TopicArn": RULE.alarm_actions[0]}
+    event = {"Records": [{"EventSource": "aws:sns", "Sns": {**sns, "Message": json.dumps(message)}}]}
+    change = parse_event(event)[0]
+
+    assert "[0.95 (03/06/24 11:02:00), 0.5 (03/06/24 11:00:00)]" in outcome.reason
+    assert isinstance(change, AlarmChange)
+    assert change.latest_value == 0.95
+    assert change.evaluated[0].timestamp == starts[2]
 
 
 def test_notification_has_the_shape_cloudwatch_publishes_to_sns() -> None:
