@@ -35,6 +35,18 @@ def test_http_predict_records_each_row_in_the_table(local_stack: LocalStack) -> 
     assert local_stack.request_counts()[200] >= 1
 
 
+def test_http_explain_answers_through_the_template_route(
+    local_stack: LocalStack, heldout: tuple[np.ndarray, list[str]]
+) -> None:
+    rows, _ = heldout
+    status, body = http(local_stack, "POST", "/explain", {"instances": [rows[0].tolist()]})
+
+    explanation = body["explanations"][0]
+    assert status == 200
+    assert len(explanation["attributions_grid"]) == 8
+    assert all(len(line) == 8 for line in explanation["attributions_grid"])
+
+
 def test_gateway_answers_unknown_routes_itself(local_stack: LocalStack) -> None:
     status, body = http(local_stack, "GET", "/no-such-route")
 

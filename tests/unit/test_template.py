@@ -97,7 +97,7 @@ def test_every_api_method_requires_the_chosen_authentication(
 
     methods = [(path, verb, op) for path, ops in body["paths"].items() for verb, op in ops.items()]
 
-    assert len(methods) == 3
+    assert len(methods) == 4
     for path, verb, operation in methods:
         assert operation["security"] == [{scheme: []}], (path, verb)
         assert operation["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
@@ -125,6 +125,15 @@ def test_api_events_match_the_definition_body(template: Template) -> None:
 
     assert routes == {(path, verb) for path, ops in paths.items() for verb in ops}
     assert all(e["Properties"]["RestApiId"] == {"Ref": "Api"} for e in events.values())
+
+
+def test_api_routes_are_the_routes_the_handler_serves(template: Template) -> None:
+    events = template.functions()["InferenceFunction"].events
+    served = json.loads((REPO_ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))["paths"]
+
+    routes = {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in events.values()}
+
+    assert routes == {(path, verb) for path, ops in served.items() for verb in ops}
 
 
 def test_api_stage_logs_access_and_throttles(template: Template) -> None:
