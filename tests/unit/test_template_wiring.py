@@ -82,8 +82,7 @@ def function_params() -> list[Any]:
 
 
 def require_handler(function: Function) -> None:
-    if not function.handler_path.exists():
-        pytest.skip(f"{function.handler_path.relative_to(REPO_ROOT)} does not exist yet")
+    assert function.handler_path.exists(), f"{function.handler_path.relative_to(REPO_ROOT)} does not exist"
 
 
 # ---------------------------------------------------------------- handlers
@@ -99,13 +98,27 @@ def test_handler_exists_and_imports(template: Template, logical_id: str) -> None
     assert callable(getattr(module, function.handler_function))
 
 
-def test_requirements_files_are_pinned_for_zip_functions(template: Template) -> None:
+PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][0-9A-Za-z.+!-]*")
+"""One exact pin: a distribution name, ``==`` and a literal version (no wildcard, range or marker)."""
+
+PINNED_SETS = sorted(
+    {*REPO_ROOT.glob("functions/*/requirements*.txt"), *REPO_ROOT.glob("requirements/*.txt")}
+    - {REPO_ROOT / "requirements" / "audit-triage.txt"}
+)
+
+
+def test_every_function_has_a_requirements_file(template: Template) -> None:
     for function in template.functions().values():
-        requirements = REPO_ROOT / function.code_dir / "requirements.txt"
-        if not requirements.exists():
-            continue
-        lines = [ln.split("#")[0].strip() for ln in requirements.read_text(encoding="utf-8").splitlines()]
-        assert all("==" in ln for ln in lines if ln and not ln.startswith("-")), requirements
+        assert (REPO_ROOT / function.code_dir / "requirements.txt").is_file(), function.code_dir
+
+
+@pytest.mark.parametrize("requirements", PINNED_SETS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_requirement_is_an_exact_pin(requirements: Path) -> None:
+    lines = [ln.split("#")[0].strip() for ln in requirements.read_text(encoding="utf-8").splitlines()]
+    entries = [ln for ln in lines if ln]
+
+    assert entries
+    assert [ln for ln in entries if not PINNED.fullmatch(ln)] == []
 
 
 # ---------------------------------------------------------------- environment
@@ -155,13 +168,12 @@ def variables_read(path: Path, known: set[str]) -> set[str]:
     """
     source = path.read_text(encoding="utf-8")
     tree = ast.parse(source)
+    readers = _environment_readers(tree)
     found: set[str] = set()
     for node in ast.walk(tree):
-        key: ast.expr | None = None
-        if isinstance(node, ast.Subscript) and _is_environment(node.value):
-            key = node.slice
-        elif isinstance(node, ast.Call) and node.args and _reads_environment(node.func):
-            key = node.args[0]
+        key = _environment_key(node)
+        if isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Name):
+            key = node.args[0] if node.func.id in readers else key
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
             found.add(key.value)
     if "environ" in source or "from_env" in source:
@@ -170,6 +182,28 @@ def variables_read(path: Path, known: set[str]) -> set[str]:
         }
         found |= constants & known
     return found
+
+
+def _environment_key(node: ast.AST) -> ast.expr | None:
+    """The key of ``environ[key]``, ``environ.get(key)`` or ``getenv(key)``; ``None`` for other nodes."""
+    if isinstance(node, ast.Subscript) and _is_environment(node.value):
+        return node.slice
+    if isinstance(node, ast.Call) and node.args and _reads_environment(node.func):
+        return node.args[0]
+    return None
+
+
+def _environment_readers(tree: ast.AST) -> set[str]:
+    """Functions that read the variable their first parameter names (``def required(name)``)."""
+    readers = set()
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef) or not function.args.args:
+            continue
+        parameter = function.args.args[0].arg
+        keys = (_environment_key(node) for node in ast.walk(function))
+        if any(isinstance(key, ast.Name) and key.id == parameter for key in keys):
+            readers.add(function.name)
+    return readers
 
 
 def _reads_environment(func: ast.expr) -> bool:
