@@ -42,7 +42,8 @@ CHECKOV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV)/.installed-$(shell cat requirements/tools-checkov.txt 2>/dev/null | sha256sum | cut -c1-16)
 # The checks read files only; fake credentials and a region keep SAM CLI from looking for real ones.
 INFRA_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
-DOCKERFILE := functions/inference/Dockerfile
+# The image's Dockerfile, as template.yaml's InferenceFunction Metadata names it.
+DOCKERFILE := $(shell sed -n 's/^ *Dockerfile: *//p' template.yaml)
 
 $(TOOLS_STAMP): requirements/tools.txt
 	@rm -f $(TOOLS)/.installed-*
@@ -62,8 +63,7 @@ lint-infra: $(TOOLS_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --lint, ch
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(INFRA_ENV) $(TOOLS)/bin/sam validate --lint --template template.yaml
 	$(CHECKOV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --quiet --compact
-	@if [ -f $(DOCKERFILE) ]; then $(TOOLS)/bin/hadolint $(DOCKERFILE); \
-	else echo "hadolint: skipped, $(DOCKERFILE) does not exist yet"; fi
+	$(TOOLS)/bin/hadolint $(DOCKERFILE)
 
 test: lint lint-infra audit ## every check, then every test
 	$(BIN)/pytest

@@ -163,6 +163,9 @@ def provision(
         _create_queue(clients("sqs"), resolver, lid)
     for lid in by_type.get("AWS::SES::EmailIdentity", []):
         _verify_identity(clients("ses"), str(resolver.resolve(active[lid].properties["EmailIdentity"])))
+    if parameters.get("SenderIdentity") == "existing":
+        # The identity a deployed stack would find already verified in the account.
+        _verify_identity(clients("ses"), parameters["SenderEmail"])
 
     functions = {
         lid: _plan_function(function, resolver, clients, model_dir, stack_name)

@@ -1,4 +1,8 @@
-"""With ``ApiAuth=API_KEY`` the local gateway refuses calls without the key, as API Gateway does."""
+"""With ``ApiAuth=API_KEY`` the local gateway refuses calls without the key, as API Gateway does.
+
+The same stack is deployed with ``SenderIdentity=existing``: it creates no identity and finds the
+sender verified, as a second stack in one account would.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def keyed_stack(
         moto_port=0,
         model_dir=exported_model.folder.parent,
         state_dir=tmp_path_factory.mktemp("keyed-stack"),
-        parameters={"ApiAuth": "API_KEY"},
+        parameters={"ApiAuth": "API_KEY", "SenderIdentity": "existing"},
         api_key=KEY,
     )
     stack = LocalStack(config, Console(quiet=True))
@@ -78,3 +82,9 @@ def test_calls_with_the_key_reach_the_function(keyed_stack: LocalStack) -> None:
 
 def test_unknown_routes_are_refused_before_the_key_is_checked(keyed_stack: LocalStack) -> None:
     assert _call(keyed_stack, "GET", "/admin", KEY) == (403, {"message": "Missing Authentication Token"})
+
+
+def test_an_existing_sender_identity_is_taken_as_verified(keyed_stack: LocalStack) -> None:
+    identities = keyed_stack.client("ses").list_identities()["Identities"]
+
+    assert identities == ["truthwatch@example.com"]

@@ -261,8 +261,18 @@ def test_quality_alarms_ignore_hours_without_labels(template: Template) -> None:
     for logical_id in ("AccuracyAlarm", "F1Alarm", "FeatureDriftAlarm", "PredictionDriftAlarm"):
         properties = template.resource(logical_id).properties
         assert properties["TreatMissingData"] == "notBreaching"
-        # CloudWatch evaluates at most one day of hourly periods.
-        assert properties["Period"] * properties["EvaluationPeriods"] <= 86400
+        assert properties["Period"] == 3600
+        assert properties["EvaluationPeriods"] == {"Ref": "QualityWindowHours"}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_quality_window_stays_within_what_cloudwatch_evaluates(template: Template, env: str) -> None:
+    spec = template.body["Parameters"]["QualityWindowHours"]
+    hours = int(template.parameters(env)["QualityWindowHours"])
+
+    # An alarm with hourly periods evaluates at most seven days (PutMetricAlarm, Period).
+    assert spec["MaxValue"] * 3600 <= 604800
+    assert spec["MinValue"] <= hours <= spec["MaxValue"]
 
 
 def test_outputs_describe_the_entry_points(template: Template) -> None:

@@ -429,6 +429,12 @@ def test_every_policy_resource_is_a_resource_of_the_template(
     function = template.functions()[logical_id]
     arns = template_arns(template, resolver)
     sam_templates = {"DynamoDBWritePolicy": "TableName", "DynamoDBReadPolicy": "TableName"}
+    # The sender's SES identity may exist outside the stack (SenderIdentity=existing): the address
+    # or its domain, both named by the SenderEmail parameter.
+    sender = template.parameters()["SenderEmail"]
+    identities = {
+        resolver.arn("SesSenderIdentity").replace(sender, name) for name in (sender, sender.split("@")[1])
+    }
 
     for kind, statement in statements(function):
         if kind != "Statement":
@@ -451,7 +457,10 @@ def test_every_policy_resource_is_a_resource_of_the_template(
                 else:
                     assert statement["Condition"]["StringEquals"][condition_key] == telemetry.NAMESPACE
                 continue
-            assert owner_of(resource, arns, resolver) is not None, (logical_id, resource)
+            assert resource in identities or owner_of(resource, arns, resolver) is not None, (
+                logical_id,
+                resource,
+            )
 
 
 def s3_grants(template: Template, resolver: Resolver, logical_id: str) -> set[tuple[str, str]]:
@@ -506,5 +515,35 @@ def test_alarm_function_sends_only_as_the_sender_identity(template: Template, re
         s for kind, s in statements(template.functions()["AlarmFunction"]) if "ses:SendEmail" in s["Action"]
     ]
 
+    sender = template.parameters()["SenderEmail"]
+    identities = "arn:aws:ses:us-east-1:123456789012:identity/"
+
     assert len(ses) == 1
-    assert resolver.resolve(ses[0]["Resource"]) == resolver.arn("SenderIdentity")
+    assert resolver.resolve(ses[0]["Resource"]) == [identities + sender, identities + sender.split("@")[1]]
+    assert resolver.arn("SesSenderIdentity") == identities + sender
+
+
+@pytest.mark.parametrize(("choice", "created"), [("create", True), ("existing", False)])
+def test_sender_identity_is_created_only_when_asked(template: Template, choice: str, created: bool) -> None:
+    resolver = template.resolver(template.parameters(overrides={"SenderIdentity": choice}))
+
+    assert resolver.is_active("SesSenderIdentity") is created
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "calls"),
+    [("InferenceFunction", {"dynamodb:BatchWriteItem"}), ("MetricsFunction", {"dynamodb:BatchGetItem"})],
+)
+def test_prediction_table_grants_only_the_calls_the_code_makes(
+    template: Template, resolver: Resolver, logical_id: str, calls: set[str]
+) -> None:
+    table = resolver.arn("PredictionsTable")
+    granted: set[str] = set()
+    for kind, statement in statements(template.functions()[logical_id]):
+        assert kind == "Statement", f"{logical_id} uses policy template {kind}"
+        resources = resolver.resolve(statement["Resource"])
+        if table in (resources if isinstance(resources, list) else [resources]):
+            actions = statement["Action"]
+            granted |= set(actions if isinstance(actions, list) else [actions])
+
+    assert granted == calls
