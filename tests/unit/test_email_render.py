@@ -112,6 +112,19 @@ def test_value_comes_from_recent_data_when_the_event_names_none() -> None:
     )
 
 
+def test_no_data_names_no_value_even_when_older_datapoints_exist() -> None:
+    firing = _change("alarm-sns-metric")
+    change = dataclasses.replace(firing, old_state="ALARM", new_state="INSUFFICIENT_DATA", evaluated=())
+
+    rendered = render_alarm(change, _hourly([0.95, 0.81]), LINKS)
+
+    assert rendered.subject == (
+        "[NO DATA] truthwatch-digits-accuracy | model digits | accuracy_score no data, alarm when < 0.9"
+    )
+    assert "Value:           no data" in rendered.text
+    assert "0.81" in rendered.text
+
+
 def test_fetch_problem_is_said_in_both_parts() -> None:
     rendered = render_alarm(
         _change("alarm-sns-metric"), RecentData(problem="could not be read (Throttling)"), LINKS

@@ -137,9 +137,15 @@ def condition(change: AlarmChange) -> str:
 
 
 def current_value(change: AlarmChange, recent: RecentData | None) -> tuple[float | None, datetime | None]:
-    """The newest value of the watched metric: from the event's reason, else from the recent data."""
+    """The newest value of the watched metric: from the event's reason, else from the recent data.
+
+    A change into ``INSUFFICIENT_DATA`` that names no datapoint has none: an older datapoint from
+    the recent data is not what the alarm saw, so it is left to the table.
+    """
     if change.evaluated:
         return change.evaluated[0].value, change.evaluated[0].timestamp
+    if change.transition == "no data":
+        return None, None
     watched = change.watched
     if recent and watched:
         for series in recent.series:
