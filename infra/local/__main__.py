@@ -69,7 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console.say("stopping")
     finally:
         stack.stop()
-    console.say(f"stopped after {sum(last.values())} requests and {len(stack.emails)} emails")
+    answered = sum(stack.request_counts().values())
+    console.say(f"stopped after {answered} requests and {len(stack.emails)} emails")
     return 0
 
 

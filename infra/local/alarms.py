@@ -251,9 +251,11 @@ def _reason(
             f"missing datapoint(s) were treated as [{treated}]."
         )
     verb = "was" if state == "ALARM" else "was not"
-    counted = breaching if state == "ALARM" else len(values) - breaching
+    # Missing periods count only when the treatment judges them (notBreaching, breaching).
+    judged = len(values) if treatment in ("notBreaching", "breaching") else len(values) - missing
+    counted = breaching if state == "ALARM" else judged - breaching
     return (
-        f"Threshold Crossed: {counted} out of the last {len(values)} datapoints [{', '.join(present)}] "
+        f"Threshold Crossed: {counted} out of the last {judged} datapoints [{', '.join(present)}] "
         f"{verb} {words} the threshold ({rule.threshold:g}) (minimum {rule.datapoints_to_alarm} "
         f"datapoint(s) for {current} -> {state} transition)."
     )

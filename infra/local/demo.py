@@ -32,7 +32,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from infra.local.stack import Console, LocalStack, StackConfig
 
-SINGLE_ROWS = 90
+SINGLE_ROWS = 240
 BATCH_ROWS = 30
 DRIFT_SHIFT_PIXELS = 1
 DRIFT_NOISE_SD = 1.5
@@ -173,12 +173,9 @@ def _state(stack: LocalStack, alarm: str) -> str:
     return str(found[0]["StateValue"]) if found else "MISSING"
 
 
-def _emails_about(stack: LocalStack, alarm: str, since: int) -> list[Path]:
-    # Emails sent after ``since`` that name the alarm; the wording of the subject is the alarm
-    # function's business, the order of events is the story's.
-    return [
-        e.path for e in stack.emails[since:] if alarm in e.path.read_text(encoding="utf-8", errors="replace")
-    ]
+def _emails_about(stack: LocalStack, alarm: str, since: int, headline: str) -> list[Path]:
+    # Emails sent after ``since`` whose subject opens with the headline and names the alarm.
+    return [e.path for e in stack.emails[since:] if e.subject.startswith(f"[{headline}] {alarm} ")]
 
 
 def run_demo(config: StackConfig) -> int:
@@ -238,10 +235,10 @@ def run_demo(config: StackConfig) -> int:
         )
         story.check(f"{accuracy_alarm} fired", fired)
         story.check(
-            "the ALARM email is in the outbox",
+            "the FIRING email is in the outbox",
             story.wait_until(
                 "waiting for the email",
-                lambda: bool(_emails_about(stack, accuracy_alarm, emails_before)),
+                lambda: bool(_emails_about(stack, accuracy_alarm, emails_before, "FIRING")),
                 15,
             ),
         )
@@ -268,10 +265,10 @@ def run_demo(config: StackConfig) -> int:
         )
         story.check(f"{accuracy_alarm} returned to OK", ok)
         story.check(
-            "the OK email is in the outbox",
+            "the RECOVERED email is in the outbox",
             story.wait_until(
                 "waiting for the email",
-                lambda: bool(_emails_about(stack, accuracy_alarm, emails_before)),
+                lambda: bool(_emails_about(stack, accuracy_alarm, emails_before, "RECOVERED")),
                 15,
             ),
         )

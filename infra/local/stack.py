@@ -211,13 +211,21 @@ class LocalStack:
     def _check_model(self) -> Path:
         from truthwatch.errors import ModelLoadError
         from truthwatch.registry import resolve_model_dir
+        from truthwatch.runtime import load_runtime
 
         try:
-            return resolve_model_dir(self.config.model_dir)
+            folder = resolve_model_dir(self.config.model_dir)
         except ModelLoadError as exc:
             raise StackError(
                 f"no exported model to serve ({exc}); run `make train` (or `truthwatch train`) first"
             ) from None
+        try:
+            # Loading checks every file against the card's checksums, so a damaged export stops
+            # the stack here rather than answering 502 to every request.
+            load_runtime(folder)
+        except ModelLoadError as exc:
+            raise StackError(f"the exported model cannot be served ({exc}); run `make train` again") from None
+        return folder
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer

@@ -105,10 +105,13 @@ def test_breach_emails_the_alarm_and_recovery_emails_ok(
 
     wait_for(lambda: alarm_state(local_stack, "AccuracyAlarm") == "ALARM", 10, f"{alarm} in ALARM")
     firing = wait_for(
-        lambda: [e for e in local_stack.emails[emails_before:] if alarm in e.path.read_text()],
+        lambda: [e for e in local_stack.emails[emails_before:] if f" {alarm} " in e.subject],
         10,
         "the ALARM email",
     )
+    assert firing[0].subject.startswith(f"[FIRING] {alarm} | model digits | accuracy_score 0.")
+    assert firing[0].subject.endswith(" < 0.9")
+    assert float(firing[0].subject.split("accuracy_score ")[1].split()[0]) < 0.9
     assert firing[0].path.suffix == ".eml"
     assert firing[0].path.parent == local_stack.config.state_dir / "outbox"
 
@@ -120,10 +123,12 @@ def test_breach_emails_the_alarm_and_recovery_emails_ok(
     window = 24 * PERIOD_S + 10
     wait_for(lambda: alarm_state(local_stack, "AccuracyAlarm") == "OK", window, f"{alarm} back to OK")
     recovered = wait_for(
-        lambda: [e for e in local_stack.emails[emails_before:] if alarm in e.path.read_text()],
+        lambda: [e for e in local_stack.emails[emails_before:] if f" {alarm} " in e.subject],
         10,
         "the OK email",
     )
     transitions = [(t.old, t.new) for t in local_stack.transitions if t.alarm == alarm]
     assert transitions[-2:] == [("OK", "ALARM"), ("ALARM", "OK")]
-    assert "OK" in recovered[0].path.read_text() or "RECOVERED" in recovered[0].subject
+    assert recovered[0].subject.startswith(f"[RECOVERED] {alarm} | model digits | accuracy_score ")
+    assert float(recovered[0].subject.split("accuracy_score ")[1].split(",")[0]) >= 0.9
+    assert "ALARM to OK" in recovered[0].path.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -37,3 +38,15 @@ def test_serve_exits_non_zero_without_a_model(tmp_path: Path, capsys: pytest.Cap
 
     assert status == 2
     assert "no exported model" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the session's model is trained first
+def test_damaged_model_is_a_clear_error(tmp_path: Path, model_dir: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models / model_dir.name)
+    (models / "LATEST").write_text(model_dir.name, encoding="utf-8")
+    (models / model_dir.name / "model.tflite").write_bytes(b"not a flatbuffer")
+    stack = LocalStack(StackConfig(api_port=0, moto_port=0, model_dir=models, state_dir=tmp_path))
+
+    with pytest.raises(StackError, match=r"cannot be served .*model\.tflite"):
+        stack.start()

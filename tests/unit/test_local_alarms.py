@@ -70,6 +70,14 @@ def test_reason_names_the_datapoints_and_the_threshold() -> None:
     assert "less than the threshold (0.9)" in outcome.reason
 
 
+def test_reason_counts_only_the_periods_the_treatment_judges() -> None:
+    ignored = evaluate(replace(RULE, treat_missing_data="missing"), [0.95, None, 0.97], "ALARM")
+    judged = evaluate(RULE, [0.95, None, 0.97], "ALARM")
+
+    assert ignored.reason.startswith("Threshold Crossed: 2 out of the last 2 datapoints")
+    assert judged.reason.startswith("Threshold Crossed: 3 out of the last 3 datapoints")
+
+
 def test_reason_dates_the_datapoints_newest_first_as_cloudwatch_does() -> None:
     starts = [datetime(2024, 6, 3, 11, minute, tzinfo=UTC) for minute in (0, 1, 2)]
 
