@@ -252,9 +252,24 @@ def test_every_alarm_says_what_to_check_and_notifies_the_topic(template: Templat
     for logical_id, alarm in template.resources_of_type("AWS::CloudWatch::Alarm").items():
         description = str(resolver.resolve(alarm.properties["AlarmDescription"]))
         assert "First check" in description, logical_id
+        topics = [{"Ref": "AlarmTopic"}]
+        if logical_id == "AlarmDeadLetterAlarm":
+            topics.append({"Ref": "AlarmFallbackTopic"})
         if logical_id not in rollback:
-            assert alarm.properties["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
-            assert alarm.properties["OKActions"] == [{"Ref": "AlarmTopic"}], logical_id
+            assert alarm.properties["AlarmActions"] == topics, logical_id
+            assert alarm.properties["OKActions"] == topics, logical_id
+
+
+def test_failed_alarm_delivery_reaches_a_person_without_the_alarm_function(template: Template) -> None:
+    resolver = resolver_for(template, AlertEmail="first@example.com,second@example.com")
+    topic = template.resource("AlarmFallbackTopic").properties
+
+    (subscription,) = resolver.resolve(topic["Subscription"])
+
+    assert subscription == {"Protocol": "email", "Endpoint": "first@example.com"}
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    for function in template.functions().values():
+        assert "AlarmFallbackTopic" not in json.dumps(function.events)
 
 
 def test_quality_alarms_ignore_hours_without_labels(template: Template) -> None:
