@@ -7,6 +7,8 @@ asynchronous retry is played by invoking the handler again with the same event.
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,13 +16,15 @@ from urllib.parse import quote_plus, unquote_plus
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+from urllib3.exceptions import ProtocolError
 
 from functions.metrics import app
 from tests.events import load_event
 from tests.functional.metrics import conftest as metrics_fixtures
 from tests.functional.metrics.conftest import BUCKET, IDEMPOTENCY, Stack, record_predictions
 from truthwatch.join import StoreUnavailableError
+from truthwatch.labels import LabelStreamError
 
 pytestmark = pytest.mark.slow  # the session's model is trained first
 
@@ -61,6 +65,11 @@ def _count(client: Any, operation: str) -> list[int]:
 
 def _reports(stack: Stack) -> list[str]:
     listing = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="reports/")
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def _rejected_files(stack: Stack) -> list[str]:
+    listing = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="rejected/")
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
@@ -180,3 +189,101 @@ def test_a_second_object_relabelling_the_same_ids_is_counted_as_its_own_file(
     assert len(accuracy) == 1
     assert accuracy[0]["SampleCount"] == 2
     assert accuracy[0]["Minimum"] < 0.2 and accuracy[0]["Maximum"] > 0.8
+
+
+class CutStream:
+    """A GetObject body that hands out its first ``size`` bytes, then fails as a dropped connection does."""
+
+    def __init__(self, body: Any, size: int, error: Exception) -> None:
+        self._body = body
+        self._left = size
+        self._error = error
+
+    def read(self, amt: int | None = None) -> bytes:
+        if self._left <= 0:
+            raise self._error
+        chunk: bytes = self._body.read(min(amt or self._left, self._left))
+        self._left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def _cut_next_read(client: Any, size: int, error: Exception) -> None:
+    """Make the body of the next GetObject answer fail with ``error`` after ``size`` bytes."""
+    done: list[int] = []
+
+    def cut(parsed: dict[str, Any], **_: Any) -> None:
+        if not done and "Body" in parsed:
+            done.append(1)
+            parsed["Body"] = CutStream(parsed["Body"], size, error)
+
+    client.meta.events.register("after-call.s3.GetObject", cut, unique_id="cut-stream")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ReadTimeoutError(endpoint_url="https://s3.eu-west-1.amazonaws.com"),
+        IncompleteReadError(actual_bytes=300, expected_bytes=2000),
+        ResponseStreamingError(error=ProtocolError("Connection broken")),
+        ConnectionResetError(104, "Connection reset by peer"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_label_read_failing_part_way_fails_the_event_and_the_retry_counts_every_row_once(
+    stack: Stack, lambda_context: LambdaContext, error: Exception
+) -> None:
+    predicted_at, etag = _labelled(stack)
+    services = app.service().services
+    _cut_next_read(services.s3, 300, error)
+    puts = _count(services.cloudwatch, "PutMetricData")
+
+    with pytest.raises(LabelStreamError):
+        app.lambda_handler(_event(etag), lambda_context)
+
+    assert (puts, _reports(stack), _rejected_files(stack), _completed_runs(stack)) == ([], [], [], 0)
+    retried = app.lambda_handler(_event(etag), lambda_context)["processed"][0]
+    assert {k: retried[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")} == {
+        "read": 40,
+        "matched": 40,
+        "unknown": 0,
+        "rejected": 0,
+        "duplicate": 0,
+    }
+    assert stack.metric_sum("labels_matched", *_window(predicted_at)) == 40
+    assert _completed_runs(stack) == 1
+
+
+def test_a_damaged_label_file_is_processed_once_with_its_rows_counted_once_and_the_damage_rejected(
+    stack: Stack, lambda_context: LambdaContext
+) -> None:
+    predicted_at = datetime.now(UTC) - timedelta(hours=2)
+    record_predictions(stack, predicted_at, rows=40)
+    text = "inference_id,label\n" + "".join(
+        f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True)
+    )
+    etag = stack.put_labels(KEY, gzip.compress(text.encode())[:-4])  # the gzip trailer cut short
+
+    first = app.lambda_handler(_event(etag), lambda_context)["processed"][0]
+    again = app.lambda_handler(_event(etag), lambda_context)["processed"][0]
+
+    assert {k: first[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")} == {
+        "read": 41,
+        "matched": 40,
+        "unknown": 0,
+        "rejected": 1,
+        "duplicate": 0,
+    }
+    assert again == first
+    body = stack.s3.get_object(Bucket=BUCKET, Key=f"rejected/{KEY}.jsonl")["Body"].read().decode()
+    [damage] = [json.loads(line) for line in body.splitlines()]
+    assert damage["row"] == 42 and damage["reason"].startswith("damaged file: ")
+    report_key = next(k for k in first["reports"] if k.endswith(".json"))
+    report = json.loads(stack.s3.get_object(Bucket=BUCKET, Key=report_key)["Body"].read())
+    assert report["rows"]["balanced"] is True
+    assert report["rows"]["rejected_reasons"] == {"damaged file": 1}
+    assert "line 41" in report["rows"]["file_error"]
+    assert stack.metric_sum("labels_matched", *_window(predicted_at)) == 40
+    assert _completed_runs(stack) == 1

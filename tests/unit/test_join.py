@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -283,3 +284,24 @@ def test_join_dynamodb_store_reads_items_in_another_layout_through_the_record_re
 
     assert columns.predicted_at.tolist() == [T0.timestamp()]
     assert columns.label_index.tolist() == [1]
+
+
+def test_join_a_damaged_file_counts_its_rows_once_and_the_damage_as_one_rejected_row() -> None:
+    card = small_card()
+    records = {f"p{i}": make_record(card, f"p{i}", i % 3, T0) for i in range(300)}
+    body = gzip.compress(("id,label\n" + "".join(f"p{i},{i % 3}\n" for i in range(300))).encode())
+    labels = read_labels(io.BytesIO(body[:-4]))  # the gzip trailer cut short
+
+    result = join_labels(labels, InMemoryPredictionStore(records), lambda n, v: card)
+
+    counts = result.accounting()
+    assert {k: counts[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")} == {
+        "read": 301,
+        "matched": 300,
+        "unknown": 0,
+        "rejected": 1,
+        "duplicate": 0,
+    }
+    assert counts["balanced"] is True
+    assert counts["rejected_reasons"] == {"damaged file": 1}
+    assert counts["file_error"] is not None and "line 301" in counts["file_error"]

@@ -5,13 +5,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
+from typing import Any
 
 import pytest
+from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+from urllib3.exceptions import ProtocolError
 
 from truthwatch.labels import (
-    LabelFileError,
     LabelResolver,
     LabelRow,
+    LabelStreamError,
     RejectedRow,
     parse_label_batches,
     parse_label_stream,
@@ -100,15 +104,79 @@ def test_labels_gzip_is_detected_by_content_not_name() -> None:
     assert rows == [LabelRow(2, "a", "1")]
 
 
-def test_labels_truncated_gzip_raises_after_the_rows_before_the_break() -> None:
-    body = gzip.compress(("id,label\n" + "".join(f"id-{i},{i % 10}\n" for i in range(50_000))).encode())
-    stream = parse_label_stream(io.BytesIO(body[: len(body) // 2]))
+def _digits_csv(rows: int) -> bytes:
+    return ("id,label\n" + "".join(f"id-{i},{i % 10}\n" for i in range(rows))).encode()
 
-    seen = []
-    with pytest.raises(LabelFileError, match="cannot be read past line"):
-        for row in stream:
-            seen.append(row)
-    assert len(seen) > 1000
+
+def _counts(rows: list[LabelRow | RejectedRow]) -> tuple[int, int, list[str]]:
+    good = [r for r in rows if isinstance(r, LabelRow)]
+    rejected = [r for r in rows if isinstance(r, RejectedRow)]
+    return len(good), len({r.row for r in good}), [r.reason.split(":")[0] for r in rejected]
+
+
+@pytest.mark.parametrize(
+    ("damage", "lost"),
+    [
+        (lambda body: body[:-4], "truncated"),  # the gzip trailer cut short
+        (lambda body: body + b"garbage", "trailing"),  # bytes after the end of the gzip stream
+        (lambda body: body[:-8] + b"\x00\x00\x00\x00" + body[-4:], "crc"),  # a wrong checksum
+    ],
+)
+def test_labels_damaged_gzip_keeps_each_row_once_and_rejects_the_damage_once(damage: Any, lost: str) -> None:
+    rows = _parse(damage(gzip.compress(_digits_csv(300))))
+
+    assert _counts(rows) == (300, 300, ["damaged file"])
+    assert rows[-1].row == 302
+    assert isinstance(rows[-1], RejectedRow) and "line 301" in rows[-1].reason
+
+
+def test_labels_gzip_cut_mid_line_rejects_the_cut_line_with_the_damage() -> None:
+    body = gzip.compress(_digits_csv(50_000))
+    cut = body[: len(body) // 2]
+    text = zlib.decompressobj(wbits=31).decompress(cut).decode()
+    complete = text.count("\n")  # the header and the data lines that were read whole
+
+    rows = _parse(cut)
+
+    assert _counts(rows) == (complete - 1, complete - 1, ["damaged file"])
+    assert rows[-1].row == complete + 1
+    assert isinstance(rows[-1], RejectedRow) and rows[-1].raw == text.rsplit("\n", 1)[1]
+
+
+def test_labels_damage_before_any_row_is_one_rejected_row() -> None:
+    assert _counts(_parse(gzip.compress(_digits_csv(10))[:12])) == (0, 0, ["damaged file"])
+
+
+class BreaksAfter:
+    """A body that hands out ``size`` bytes of ``data`` and then fails as a dropped connection would."""
+
+    def __init__(self, data: bytes, size: int, error: Exception) -> None:
+        self._data = io.BytesIO(data[:size])
+        self._error = error
+
+    def read(self, amt: int | None = None, /) -> bytes:
+        chunk = self._data.read(amt)
+        if not chunk:
+            raise self._error
+        return chunk
+
+
+READ_FAILURES = [
+    ReadTimeoutError(endpoint_url="https://s3.eu-west-1.amazonaws.com/bucket/labels/x.csv"),
+    IncompleteReadError(actual_bytes=100, expected_bytes=5000),
+    ResponseStreamingError(error=ProtocolError("Connection broken: IncompleteRead")),
+    ConnectionResetError(104, "Connection reset by peer"),
+]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("error", READ_FAILURES, ids=lambda e: type(e).__name__)
+def test_labels_a_read_failure_part_way_is_raised_for_a_retry(error: Exception, compressed: bool) -> None:
+    data = _digits_csv(5000)
+    body = gzip.compress(data) if compressed else data
+
+    with pytest.raises(LabelStreamError, match=type(error).__name__):
+        list(parse_label_batches(BreaksAfter(body, len(body) // 2, error)))
 
 
 def test_labels_rows_with_invalid_utf8_are_rejected() -> None:
@@ -180,15 +248,10 @@ def test_labels_json_lines_in_small_batches_keep_every_row_in_order() -> None:
     ]
 
 
-def test_labels_truncated_gzip_json_lines_raise_after_the_rows_before_the_break() -> None:
-    body = gzip.compress(
-        "".join(
-            json.dumps({"inference_id": f"id-{i}", "label": i % 10}) + "\n" for i in range(50_000)
-        ).encode()
-    )
+def test_labels_truncated_gzip_json_lines_keep_each_row_once() -> None:
+    lines = "".join(json.dumps({"inference_id": f"id-{i}", "label": i % 10}) + "\n" for i in range(300))
 
-    seen = []
-    with pytest.raises(LabelFileError, match="cannot be read past line"):
-        for row in parse_label_stream(io.BytesIO(body[: len(body) // 2])):
-            seen.append(row)
-    assert len(seen) > 1000 and all(isinstance(r, LabelRow) for r in seen)
+    rows = _parse(gzip.compress(lines.encode())[:-4])
+
+    assert _counts(rows) == (300, 300, ["damaged file"])
+    assert rows[-1].row == 301

@@ -46,7 +46,6 @@ from truthwatch.card import ModelCard
 from truthwatch.errors import TruthwatchError
 from truthwatch.labels import (
     LabelBatch,
-    LabelFileError,
     LabelResolver,
     ParsedRow,
     Readable,
@@ -91,7 +90,8 @@ class LabelSet:
     duplicate_rows
         How many earlier rows a later row overrode; ``duplicate_examples`` holds the first of them.
     file_error
-        Why reading stopped early, when it did.
+        Why reading stopped early, when the file is damaged (its unreadable rest is one of the
+        ``rejected`` rows).
     """
 
     ids: list[str] = field(default_factory=list)
@@ -106,7 +106,13 @@ class LabelSet:
 
 
 def read_labels(body: Readable) -> LabelSet:
-    """Parse a label object (see :mod:`truthwatch.labels`) and keep the last label of each inference id."""
+    """Parse a label object (see :mod:`truthwatch.labels`) and keep the last label of each inference id.
+
+    Raises
+    ------
+    LabelStreamError
+        When reading the object fails part-way; nothing read is kept, the invocation is retried.
+    """
     return _collect(parse_label_batches(body))
 
 
@@ -127,14 +133,12 @@ def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
     rows: list[int] = []
     ids: list[str] = []
     texts: list[str] = []
-    try:
-        for batch in batches:
-            rows += batch.rows
-            ids += batch.ids
-            texts += batch.labels
-            labels.rejected += batch.rejected
-    except LabelFileError as exc:
-        labels.file_error = str(exc)
+    for batch in batches:
+        rows += batch.rows
+        ids += batch.ids
+        texts += batch.labels
+        labels.rejected += batch.rejected
+        labels.file_error = batch.damage or labels.file_error
 
     # A dict built from pairs keeps the last value of a repeated key in the place of its first:
     # the later row wins, in C, without a Python step per row.

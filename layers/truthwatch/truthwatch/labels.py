@@ -13,6 +13,13 @@ name):
 
 A file whose first non-blank line starts with ``{`` is JSON lines, anything else CSV.
 
+Two ways a read can end early are told apart. A failure of the byte stream itself (a read timeout,
+a connection cut, an incomplete body) says nothing about the file, so it is raised as
+:class:`LabelStreamError` and the invocation is retried. Damage in the file (a gzip stream cut short,
+bytes after its end, a wrong checksum, corrupt compressed data) will be there on every retry, so
+the rows read before it are kept and the damage becomes one rejected row, ``damaged file: ...``,
+numbered with the line where reading stopped; a line cut in half by the damage is its ``raw`` text.
+
 :func:`parse_label_batches` reads the rows into :class:`LabelBatch` columns (lists of row numbers,
 ids and labels, plus the rejected rows), which is what the metrics function uses: one Python list
 append per field instead of an object per row. :func:`parse_label_stream` yields the same rows one
@@ -60,8 +67,16 @@ _LABEL_ALIASES = ("label", "ground_truth", "y_true")
 _NOT_UTF8 = "\ufffd"
 
 
-class LabelFileError(TruthwatchError):
-    """The label object cannot be read to its end (corrupt gzip stream, read failure)."""
+class LabelStreamError(TruthwatchError):
+    """Reading the label object's bytes failed part-way (timeout, connection cut): retry the invocation.
+
+    The file may be perfectly fine, so nothing read so far is used; the message names the
+    underlying error.
+    """
+
+
+DAMAGED_FILE = "damaged file"
+"""The reason, before its detail, of the row that stands for the unreadable rest of a damaged file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +118,8 @@ class LabelBatch:
     ids: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)
+    damage: str | None = None
+    """Set on the last batch of a damaged file: what stopped the reading (also its last rejected row)."""
 
     def __len__(self) -> int:
         return len(self.ids) + len(self.rejected)
@@ -131,7 +148,12 @@ class Readable(Protocol):
 
 
 class _RawStream(io.RawIOBase):
-    """Adapts anything with ``read(n)`` (a botocore ``StreamingBody``) to ``io`` buffering and peeking."""
+    """Adapts anything with ``read(n)`` (a botocore ``StreamingBody``) to ``io`` buffering and peeking.
+
+    Whatever the body raises is a failure to read, not a fact about the file, and becomes
+    :class:`LabelStreamError`, which is not an ``OSError``: the gzip reader's errors (all of them
+    about the content) stay apart from it.
+    """
 
     def __init__(self, body: Readable) -> None:
         self._body = body
@@ -140,23 +162,96 @@ class _RawStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._body.read(len(buffer))
+        try:
+            data = self._body.read(len(buffer))
+        # botocore raises its own errors, urllib3's and the socket's; any of them means the same.
+        except Exception as exc:
+            raise LabelStreamError(f"reading the label object failed ({type(exc).__name__}: {exc})") from exc
         size = len(data)
         buffer[:size] = data
         return size
+
+
+class _Inflated(io.RawIOBase):
+    """The decompressed bytes of a gzip stream; damage ends them early and is kept in ``damage``.
+
+    ``read1`` asks the gzip reader for one decompression step at a time, and a step that fails has
+    produced nothing, so every byte decompressed before the damage is handed on.
+    """
+
+    def __init__(self, compressed: IO[bytes]) -> None:
+        self._gzip = gzip.GzipFile(fileobj=compressed, mode="rb")
+        self.damage: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.damage is not None:
+            return 0
+        try:
+            data = self._gzip.read1(len(buffer))
+        except (OSError, EOFError, zlib.error) as exc:
+            self.damage = str(exc) or type(exc).__name__
+            return 0
+        size = len(data)
+        buffer[:size] = data
+        return size
+
+
+class _LabelText:
+    """The text lines of a label object, a chunk at a time, and the damage that ended them, if any."""
+
+    def __init__(self, body: Readable) -> None:
+        buffered = io.BufferedReader(_RawStream(body), buffer_size=READ_BUFFER_BYTES)
+        self._inflated: _Inflated | None = None
+        binary: IO[bytes] = buffered
+        if buffered.peek(2)[:2] == GZIP_MAGIC:
+            self._inflated = _Inflated(buffered)
+            binary = io.BufferedReader(self._inflated, buffer_size=READ_BUFFER_BYTES)
+        # Bytes that are not UTF-8 become U+FFFD, and rows holding one are rejected by the parser.
+        self._text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+        self.lines_read = 0
+        self.tail = ""
+
+    @property
+    def damage(self) -> str | None:
+        """What stopped the decompression before the end of the stream, or None."""
+        return self._inflated.damage if self._inflated is not None else None
+
+    def chunks(self, size: int = BATCH_ROWS) -> Iterator[list[str]]:
+        """Lists of up to ``size`` lines, each with its line end, in file order.
+
+        A damaged file's last line, when the damage cut it before its line end, is held back in
+        ``tail``: it was not read whole, so it is no row of its own.
+        """
+        while chunk := list(itertools.islice(self._text, size)):
+            if self.damage is not None and not chunk[-1].endswith(("\n", "\r")):
+                self.tail = chunk.pop()
+            self.lines_read += len(chunk)
+            if chunk:
+                yield chunk
+
+    def lines(self) -> Iterator[str]:
+        """Every line, for a parser that reads them one at a time."""
+        return itertools.chain.from_iterable(self.chunks())
+
+    def damage_row(self) -> RejectedRow | None:
+        """The rejected row standing for the unreadable rest of a damaged file, or None."""
+        if self.damage is None:
+            return None
+        line = self.lines_read + 1
+        reason = f"{DAMAGED_FILE}: cannot be read past line {self.lines_read} ({self.damage})"
+        return RejectedRow(line, reason, _cut(self.tail.rstrip("\r\n")))
 
 
 def open_text(body: Readable) -> IO[str]:
     """Decode a label object's byte stream to text lines, un-gzipping it on the fly when needed.
 
     Nothing is read ahead beyond one buffer, so memory does not grow with the object. Bytes that are
-    not UTF-8 become U+FFFD, and rows holding one are rejected by the parser.
+    not UTF-8 become U+FFFD. Damage in a gzip stream ends the text early (see :class:`_LabelText`).
     """
-    buffered = io.BufferedReader(_RawStream(body), buffer_size=READ_BUFFER_BYTES)
-    if buffered.peek(2)[:2] == GZIP_MAGIC:
-        unzipped = gzip.GzipFile(fileobj=buffered, mode="rb")
-        return io.TextIOWrapper(unzipped, encoding="utf-8-sig", errors="replace", newline="")
-    return io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="replace", newline="")
+    return _LabelText(body)._text
 
 
 def parse_label_stream(body: Readable) -> Iterator[ParsedRow]:
@@ -166,9 +261,8 @@ def parse_label_stream(body: Readable) -> Iterator[ParsedRow]:
 
     Raises
     ------
-    LabelFileError
-        When the stream breaks off (a truncated or corrupt gzip member); rows yielded before stay
-        valid, and the caller reports the error with them.
+    LabelStreamError
+        When reading the bytes fails part-way (see the module docstring).
     """
     for batch in parse_label_batches(body):
         yield from batch.parsed()
@@ -179,42 +273,29 @@ def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterato
 
     ``row`` is the line number in the decompressed text (for a quoted CSV field spanning lines, the
     last of them). A rejected row's ``raw`` is the line as read (JSON lines) or its fields written
-    back as one CSV line.
+    back as one CSV line. A damaged file ends with one more batch holding the ``damaged file`` row,
+    with ``damage`` set.
 
     Raises
     ------
-    LabelFileError
-        When the stream breaks off (a truncated or corrupt gzip member), after yielding the rows
-        read before the break; the caller reports the error with them.
+    LabelStreamError
+        When reading the bytes fails part-way: the file may be fine, so the caller fails the
+        invocation for a retry instead of using the rows read so far.
     """
-    text = open_text(body)
-    skipped = 0
-    batch = LabelBatch()
-    last_line = 0
-    try:
-        for first in text:
-            if first.strip():
-                break
-            skipped += 1
-        else:
-            return
-        lines = itertools.chain([first], text)
-        if first.lstrip().startswith("{"):
-            for batch in _json_batches(lines, skipped, batch_rows):
-                last_line = max(batch.rows[-1:] + [r.row for r in batch.rejected[-1:]] + [last_line])
-                yield batch
-            batch = LabelBatch()
-        else:
-            for batch in _parse_csv(lines, skipped, batch_rows):
-                last_line = batch.rows[-1] if batch.rows else last_line
-                yield batch
-            batch = LabelBatch()
-    except (OSError, EOFError, zlib.error) as exc:
-        if len(batch):
-            yield batch
-        raise LabelFileError(f"the object cannot be read past line {last_line} ({exc})") from exc
-    if len(batch):
-        yield batch
+    text = _LabelText(body)
+    lines = text.lines()
+    for skipped, first in enumerate(lines):
+        if first.strip():
+            lines = itertools.chain([first], lines)
+            if first.lstrip().startswith("{"):
+                yield from _json_batches(lines, skipped, batch_rows)
+            else:
+                yield from _parse_csv(lines, skipped, batch_rows)
+            break
+
+    damage = text.damage_row()
+    if damage is not None:
+        yield LabelBatch(rejected=[damage], damage=damage.reason)
 
 
 def _cut(text: str) -> str:
@@ -240,7 +321,7 @@ def _find_column(header: list[str], wanted: tuple[str, ...]) -> int | None:
 
 
 def _parse_csv(lines: Iterator[str], offset: int, batch_rows: int) -> Iterator[LabelBatch]:
-    """CSV rows in batches; on a read error the rows of the unfinished batch are yielded first."""
+    """CSV rows in batches."""
     reader = csv.reader(lines)
     header = next(reader)
     id_column = _find_column(header, ID_FIELDS)
@@ -251,18 +332,13 @@ def _parse_csv(lines: Iterator[str], offset: int, batch_rows: int) -> Iterator[L
 
     width = max(id_column, label_column) + 1
     state = _CsvState(offset, id_column, label_column, width, batch_rows)
-    try:
-        while True:
-            try:
-                yield from state.batches(reader)
-                break
-            except csv.Error as exc:
-                line = offset + reader.line_num
-                state.batch.rejected.append(RejectedRow(line, f"malformed CSV ({exc})", ""))
-    except (OSError, EOFError, zlib.error):
-        _screen_utf8(state.batch)
-        yield state.batch
-        raise
+    while True:
+        try:
+            yield from state.batches(reader)
+            break
+        except csv.Error as exc:
+            line = offset + reader.line_num
+            state.batch.rejected.append(RejectedRow(line, f"malformed CSV ({exc})", ""))
     _screen_utf8(state.batch)
     if len(state.batch):
         yield state.batch
@@ -356,7 +432,7 @@ def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> P
 
 
 def _json_batches(lines: Iterator[str], offset: int, batch_rows: int) -> Iterator[LabelBatch]:
-    """JSON lines in batches; on a read error the rows of the unfinished batch are yielded first.
+    """JSON lines in batches.
 
     The common documents (``inference_id`` and ``label``, or SageMaker's ground truth, as text or
     integers) go straight into the columns; anything else takes the general path of
@@ -366,39 +442,34 @@ def _json_batches(lines: Iterator[str], offset: int, batch_rows: int) -> Iterato
     rows, ids, labels = batch.rows, batch.ids, batch.labels
     short = MAX_ID_BYTES // 4
     loads = json.loads
-    try:
-        for number, line in enumerate(lines, start=offset + 1):
-            try:
-                document = loads(line)
-            except ValueError as exc:
-                if line.strip():
-                    reason = f"not valid JSON ({exc.args[0] if exc.args else exc})"
-                    batch.rejected.append(RejectedRow(number, reason, _cut(line.rstrip("\r\n"))))
+    for number, line in enumerate(lines, start=offset + 1):
+        try:
+            document = loads(line)
+        except ValueError as exc:
+            if line.strip():
+                reason = f"not valid JSON ({exc.args[0] if exc.args else exc})"
+                batch.rejected.append(RejectedRow(number, reason, _cut(line.rstrip("\r\n"))))
+            continue
+        pair = _plain_pair(document)
+        if pair is not None:
+            inference_id, label = pair[0].strip(), pair[1].strip()
+            if inference_id and label and len(inference_id) <= short:
+                rows.append(number)
+                ids.append(inference_id)
+                labels.append(label)
+                if len(ids) >= batch_rows:
+                    _screen_utf8(batch)
+                    yield batch
+                    batch = LabelBatch()
+                    rows, ids, labels = batch.rows, batch.ids, batch.labels
                 continue
-            pair = _plain_pair(document)
-            if pair is not None:
-                inference_id, label = pair[0].strip(), pair[1].strip()
-                if inference_id and label and len(inference_id) <= short:
-                    rows.append(number)
-                    ids.append(inference_id)
-                    labels.append(label)
-                    if len(ids) >= batch_rows:
-                        _screen_utf8(batch)
-                        yield batch
-                        batch = LabelBatch()
-                        rows, ids, labels = batch.rows, batch.ids, batch.labels
-                    continue
-            raw = _cut(line.rstrip("\r\n"))
-            if not isinstance(document, dict):
-                batch.rejected.append(
-                    RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
-                )
-            else:
-                batch.add(_json_row(number, document, raw))
-    except (OSError, EOFError, zlib.error):
-        _screen_utf8(batch)
-        yield batch
-        raise
+        raw = _cut(line.rstrip("\r\n"))
+        if not isinstance(document, dict):
+            batch.rejected.append(
+                RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
+            )
+        else:
+            batch.add(_json_row(number, document, raw))
     _screen_utf8(batch)
     if len(batch):
         yield batch
