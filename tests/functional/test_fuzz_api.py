@@ -1,11 +1,12 @@
 """Fuzz the inference API from its generated OpenAPI document with schemathesis.
 
 Requests that fit the document and requests that break it (schemathesis' negative mode), plus
-raw bodies no schema describes (garbage bytes, wrong media types, broken gzip and base64), go to
-the handler in-process: a small WSGI shim turns each request into the API Gateway REST event the
-local gateway builds (``infra.local.gateway.build_event``) and the proxy result back into HTTP.
-Every answer must be below 500, conform to the document (status, media type, body schema), and
-every refusal must carry the ``{"error": {"code", "message", "details"}}`` shape.
+raw bodies no schema describes (garbage bytes, wrong or garbled media types, broken gzip and
+base64), go to the handler in-process: a small WSGI shim turns each request into the API Gateway
+REST event the local gateway builds (``infra.local.gateway.build_event``) and the proxy result
+back into HTTP. Every answer must be below 500, conform to the document (status, media type,
+body schema), and every refusal must carry the ``{"error": {"code", "message", "details"}}``
+shape; a body route answers a media type other than JSON with 415, whatever the body.
 
 ``make test`` runs a small count; ``make fuzz`` sets ``TRUTHWATCH_FUZZ_EXAMPLES`` (1,000 or more)
 for each of the two tests and ``TRUTHWATCH_FUZZ_RESULTS``, where the requests sent and their
@@ -27,7 +28,7 @@ import boto3
 import orjson
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 from schemathesis import GenerationMode
@@ -43,6 +44,7 @@ from werkzeug.wrappers import Response as WsgiResponse
 from functions.inference import app, openapi
 from infra.local.gateway import Route, build_event, parse_response
 from tests.functional.inference.conftest import BUCKET, REGION, TABLE, create_table, inference_context
+from tests.functional.inference.test_bad_input import REFUSED_MEDIA_TYPES
 from tests.functional.support import use_fake_aws
 
 pytestmark = pytest.mark.slow
@@ -207,6 +209,8 @@ def test_schema_cases_get_documented_answers_and_no_5xx(served: Traffic, case: A
 # ---- bodies no schema describes ---------------------------------------------------------------------
 
 ROW = [0.0, 0.0, 5.0, 13.0, 9.0, 1.0, 0.0, 0.0] * 8
+BODY_ROUTES = {("POST", "/predict"), ("POST", "/predict/")}
+"""Where a body is read, so a media type other than JSON must be a 415."""
 
 
 def _bodies() -> st.SearchStrategy[tuple[dict[str, str], bytes]]:
@@ -228,9 +232,9 @@ def _bodies() -> st.SearchStrategy[tuple[dict[str, str], bytes]]:
         st.tuples(
             st.sampled_from(
                 [
-                    {"Content-Type": "text/plain"},
-                    {"Content-Type": "application/x-www-form-urlencoded"},
+                    *({"Content-Type": kind} for kind in REFUSED_MEDIA_TYPES),
                     {"Content-Type": "APPLICATION/JSON; charset=utf-8"},
+                    {"Content-Type": "application/vnd.api+json"},
                     {"Content-Type": "application/json", "Content-Encoding": "br"},
                     {"Content-Type": "application/json", "Content-Encoding": "gzip"},
                     {},
@@ -249,12 +253,23 @@ def _bodies() -> st.SearchStrategy[tuple[dict[str, str], bytes]]:
     )
 
 
+def _every_media_type_not_json(test: Any) -> Any:
+    # Explicit examples: a short derandomized run may draw none of them on a body route.
+    body = json.dumps({"instances": [ROW]}).encode()
+    for kind in REFUSED_MEDIA_TYPES:
+        test = example(
+            method="POST", path="/predict", body=({"Content-Type": kind}, body), base64_wrap=False
+        )(test)
+    return test
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=EXAMPLES < 200,
 )
+@_every_media_type_not_json
 @given(
     # Weighted towards POST /predict, where the bodies matter.
     method=st.sampled_from(["POST"] * 6 + ["GET", "PUT", "DELETE", "PATCH"]),
@@ -284,3 +299,5 @@ def test_raw_requests_get_a_json_answer_with_the_error_shape(
 
     assert answer.status == 200 or answer.status in ERROR_CODES, answer.body[:300]
     assert served.shape_errors == []
+    if (method, path) in BODY_ROUTES and headers.get("Content-Type") in REFUSED_MEDIA_TYPES:
+        assert (answer.status, orjson.loads(answer.body)["error"]["code"]) == (415, "unsupported_media_type")

@@ -12,8 +12,10 @@ from truthwatch.serving import (
     _check_rows,
     check_media_type,
     decode_body,
+    is_json_media_type,
     parse_json,
     unmatched_route,
+    validation_error,
 )
 
 
@@ -89,6 +91,54 @@ def test_other_media_types_are_415():
         check_media_type("text/plain")
 
     assert caught.value.status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+@pytest.mark.parametrize(
+    "content_type", ["", " ; charset=utf-8", "application/+json", "application / json", "application/json+x"]
+)
+def test_anything_but_json_or_a_json_suffix_is_415_naming_what_was_received(content_type):
+    with pytest.raises(RequestError) as caught:
+        check_media_type(content_type)
+
+    assert not is_json_media_type(content_type)
+    assert (caught.value.status, caught.value.code) == (
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    assert caught.value.details == [
+        {"received": content_type, "accepted": ["application/json", "application/*+json"]}
+    ]
+
+
+def test_a_long_content_type_is_quoted_cut_to_64_characters():
+    with pytest.raises(RequestError) as caught:
+        check_media_type("text/" + "x" * 10_000)
+
+    assert len(caught.value.details[0]["received"]) == 64
+    assert len(caught.value.message) < 200
+
+
+def test_validation_details_name_plain_keys_and_hide_long_or_odd_ones():
+    errors = [
+        {
+            "loc": ("body", "rows"),
+            "msg": "Extra inputs are not permitted",
+            "type": "extra_forbidden",
+            "input": 1,
+        },
+        {"loc": ("body", "k" * 49), "msg": "Extra inputs are not permitted", "type": "extra_forbidden"},
+        {
+            "loc": ("body", "a b", 3),
+            "msg": "Input should be a valid number",
+            "type": "float_type",
+            "input": "v",
+        },
+    ]
+
+    refused = validation_error(errors)
+
+    assert [d["location"] for d in refused.details] == ["body.rows", "body.<key>", "body.<key>.3"]
+    assert refused.message == "body.rows: Extra inputs are not permitted (and 2 more)"
 
 
 def test_unmatched_route_tells_404_from_405():

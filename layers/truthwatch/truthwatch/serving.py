@@ -19,6 +19,7 @@ import base64
 import binascii
 import logging
 import math
+import re
 import time
 import zlib
 from collections import Counter
@@ -50,8 +51,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 JSON_MEDIA_TYPE = "application/json"
+ACCEPTED_MEDIA_TYPES = (JSON_MEDIA_TYPE, "application/*+json")
+"""What a body may be labelled: JSON, or a structured syntax suffix ``+json`` (RFC 6839)."""
+_JSON_MEDIA_TYPE = re.compile(r"application/(?:json|[a-z0-9][a-z0-9!#$&^_.+-]*\+json)")
 MAX_DETAILS = 10
 """Error answers list at most this many problems: enough to fix a request, never a huge body."""
+MAX_QUOTED = 64
+"""Longest piece of a request (a header, a path, a field name) an error message quotes."""
 
 ROUTES: dict[str, tuple[str, ...]] = {
     "/predict": ("POST",),
@@ -273,22 +279,48 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` labels the body as JSON.
+
+    Accepted: no header at all, ``application/json`` and ``application/<name>+json``, in any
+    casing and with any parameters (``Application/JSON; charset=utf-8``). A header that is
+    present names a media type or is refused: ``;``, an empty value, ``application/xjson`` and
+    ``application/x-www-form-urlencoded`` (what ``curl -d`` sends) are not JSON.
+    """
+    if content_type is None:
+        return True
+    return _JSON_MEDIA_TYPE.fullmatch(media_type(content_type)) is not None
+
+
 def check_media_type(content_type: str | None) -> None:
-    """Refuse a body that is not JSON with a 415; a missing ``Content-Type`` is taken as JSON.
+    """Refuse a body not labelled JSON (see :func:`is_json_media_type`) with a 415.
 
     Raises
     ------
     RequestError
-        415 ``unsupported_media_type``.
+        415 ``unsupported_media_type``, quoting the header received (at most
+        :data:`MAX_QUOTED` characters) and the media types accepted.
     """
-    kind = media_type(content_type)
-    if kind and kind != JSON_MEDIA_TYPE and not (kind.startswith("application/") and kind.endswith("+json")):
-        raise RequestError(
-            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            f"Content-Type {kind!r} is not supported; send {JSON_MEDIA_TYPE}",
-            [{"received": kind, "expected": JSON_MEDIA_TYPE}],
-        )
+    if not is_json_media_type(content_type):
+        raise unsupported_media_type(content_type or "")
+
+
+def unsupported_media_type(content_type: str) -> RequestError:
+    """The 415 for a ``Content-Type`` that is not JSON."""
+    received = quote(content_type)
+    accepted = " or ".join(ACCEPTED_MEDIA_TYPES)
+    missing = "" if media_type(content_type) else " names no media type and"
+    return RequestError(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        f"Content-Type {received!r}{missing} is not supported; send {accepted} (parameters allowed)",
+        [{"received": received, "accepted": list(ACCEPTED_MEDIA_TYPES)}],
+    )
+
+
+def quote(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to ``limit`` characters (marked with an ellipsis), for an error message."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def decode_body(body: str | None, is_base64: bool, content_encoding: str | None, max_bytes: int) -> str:
@@ -390,12 +422,18 @@ def log_dumps(value: Any) -> str:
 
 
 def validation_error(errors: Sequence[Mapping[str, Any]]) -> RequestError:
-    """Turn Powertools' (pydantic's) validation errors into a 400, without echoing the input."""
+    """Turn Powertools' (pydantic's) validation errors into a 400, without echoing the input.
+
+    Each detail gives a location (field names and positions), pydantic's problem text and its
+    error type; pydantic's ``input`` is dropped, field names the schema does not know are quoted
+    only when short and plain (see :func:`_location`), and every text is bounded, so the answer
+    stays small whatever the body held.
+    """
     details = [
         {
             "location": _location(err.get("loc", ())),
-            "problem": str(err.get("msg", "")),
-            "type": err.get("type"),
+            "problem": quote(str(err.get("msg", "")), 2 * MAX_QUOTED),
+            "type": quote(str(err.get("type", "")), MAX_QUOTED),
         }
         for err in errors[:MAX_DETAILS]
     ]
@@ -409,10 +447,19 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> RequestError:
     )
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-\[\](),]{1,48}")
+"""A location part quoted as is: field names, pydantic's union tags and short plain keys."""
+
+
 def _location(loc: Sequence[object]) -> str:
     # Powertools prefixes the body parameter's name; "body.instances.3.7" reads best without it.
-    parts = [str(p) for p in loc if p not in ("request",)]
-    return ".".join(parts) or "body"
+    # A key the caller chose is part of the body: a long or unusual one becomes "<key>".
+    parts = [
+        str(p) if isinstance(p, int) or _PLAIN_KEY.fullmatch(str(p)) else "<key>"
+        for p in loc
+        if p not in ("request",)
+    ]
+    return quote(".".join(parts) or "body", 2 * MAX_QUOTED)
 
 
 def unmatched_route(method: str, path: str) -> RequestError:
@@ -420,7 +467,7 @@ def unmatched_route(method: str, path: str) -> RequestError:
     allowed = ROUTES.get(path.rstrip("/") or "/")
     if allowed is None:
         return RequestError(
-            HTTPStatus.NOT_FOUND, "not_found", f"no route {path!r}; the API serves {', '.join(ROUTES)}"
+            HTTPStatus.NOT_FOUND, "not_found", f"no route {quote(path)!r}; the API serves {', '.join(ROUTES)}"
         )
     return RequestError(
         HTTPStatus.METHOD_NOT_ALLOWED,

@@ -93,6 +93,110 @@ def test_wrong_media_type_is_415(invoke, shape):
     assert (status, payload["error"]["code"]) == (415, "unsupported_media_type")
 
 
+ACCEPTED_MEDIA_TYPES = ["application/json", "application/*+json"]
+REFUSED_MEDIA_TYPES = [
+    "text/plain",
+    ";",
+    "; charset=utf-8",
+    ";;;",
+    "",
+    "application/xjson",
+    "application/jsonx",
+    "application/+json",
+    "text/json",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+]
+"""Media types a body route answers with 415, whatever the body (also sent by the fuzz test)."""
+
+
+@pytest.mark.parametrize("shape", ["rest", "http"])
+@pytest.mark.parametrize("path", ["/predict", "/explain"])
+@pytest.mark.parametrize("content_type", REFUSED_MEDIA_TYPES)
+def test_a_media_type_other_than_json_is_415_naming_the_received_and_the_accepted(
+    invoke, aws, shape, path, content_type
+):
+    event = _event(shape, json.dumps({"instances": [ROW]}), {"Content-Type": content_type})
+    event["path" if shape == "rest" else "rawPath"] = path
+
+    status, payload, _ = invoke(event)
+
+    assert (status, payload["error"]["code"]) == (415, "unsupported_media_type")
+    assert payload["error"]["details"] == [{"received": content_type, "accepted": ACCEPTED_MEDIA_TYPES}]
+    assert repr(content_type) in payload["error"]["message"]
+    assert "application/*+json" in payload["error"]["message"]
+    assert items(aws["dynamodb"]) == {}
+
+
+@pytest.mark.parametrize("shape", ["rest", "http"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "APPLICATION/JSON",
+        "application/json; charset=utf-8",
+        "application/vnd.api+json",
+        "Application/Problem+JSON ; q=1",
+        "  application/json  ",
+    ],
+)
+def test_json_and_structured_json_media_types_in_any_casing_are_served(invoke, shape, content_type):
+    status, body, _ = invoke(_event(shape, json.dumps({"instances": [ROW]}), {"Content-Type": content_type}))
+
+    assert status == 200
+    assert [p["label"] for p in body["predictions"]] == ["0"]
+
+
+@pytest.mark.parametrize("shape", ["rest", "http"])
+def test_a_form_encoded_json_body_is_415_and_the_answer_quotes_none_of_it(invoke, shape):
+    # What `curl -d @rows.json` sends: a JSON body labelled as a form.
+    body = json.dumps({"instances": [[7.654321] * 64] * 620})
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    status, payload, response = invoke(_event(shape, body, headers))
+
+    assert len(body) > 390_000
+    assert (status, payload["error"]["code"]) == (415, "unsupported_media_type")
+    assert len(response["body"]) < 512
+    assert "7.654321" not in response["body"] and "instances" not in response["body"]
+
+
+SECRET = "s3cr3t"
+ECHO_CASES = [
+    ("long_unknown_field", {"instances": [ROW], SECRET * 100: 1}),
+    ("named_inputs_of_strings", {"inputs": {SECRET * 10: [[SECRET] * 64] * 30}}),
+    ("many_strings", {"instances": [[SECRET] * 64] * 100}),
+    ("malformed_id", {"instances": [ROW], "inference_ids": [SECRET + " " + SECRET * 50]}),
+    ("ids_of_the_wrong_type", {"instances": [ROW], "inference_ids": {SECRET: SECRET}}),
+]
+
+
+@pytest.mark.parametrize("shape", ["rest", "http"])
+@pytest.mark.parametrize("body", [c[1] for c in ECHO_CASES], ids=[c[0] for c in ECHO_CASES])
+def test_errors_quote_locations_and_types_never_values_and_stay_small(invoke, shape, body):
+    status, payload, response = invoke(_event(shape, json.dumps(body), {"content-type": "application/json"}))
+
+    assert (status, payload["error"]["code"]) == (400, "invalid_body")
+    assert SECRET not in response["body"]
+    assert len(response["body"]) < 2048
+    assert all({"location", "problem", "type"} == set(d) for d in payload["error"]["details"])
+
+
+@pytest.mark.parametrize("shape", ["rest", "http"])
+def test_a_long_unknown_path_is_404_without_quoting_it_whole(invoke, shape):
+    event = _event(shape, None)
+    long_path = "/" + SECRET * 500
+    if shape == "rest":
+        event["path"] = long_path
+    else:
+        event["rawPath"] = event["requestContext"]["http"]["path"] = long_path
+
+    status, payload, response = invoke(event)
+
+    assert (status, payload["error"]["code"]) == (404, "not_found")
+    assert len(response["body"]) < 512
+
+
 def test_unknown_content_encoding_is_415(invoke):
     headers = {"content-type": "application/json", "content-encoding": "br"}
     status, payload, _ = invoke(_event("http", json.dumps({"instances": [ROW]}), headers))
