@@ -148,6 +148,16 @@ def test_unmatched_route_tells_404_from_405():
     assert refused.headers == {"Allow": "GET"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/predict/"), ("GET", "/health"), ("POST", "/explain//")]
+)
+def test_an_allowed_method_is_never_told_it_is_not_allowed(method, path):
+    refused = unmatched_route(method, path)
+
+    assert (refused.status, refused.code) == (HTTPStatus.NOT_FOUND, "not_found")
+    assert "not allowed" not in refused.message
+
+
 def test_rows_of_json_numbers_pass_the_fast_check_unchanged():
     rows = [[0, 1.5, 16], [2, 3, 4.25]]
 

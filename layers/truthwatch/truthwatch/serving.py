@@ -463,16 +463,22 @@ def _location(loc: Sequence[object]) -> str:
 
 
 def unmatched_route(method: str, path: str) -> RequestError:
-    """404 for a path the API does not serve, 405 (with the allowed methods) for a wrong method."""
+    """404 for a path the API does not serve, 405 (with the allowed methods) for a wrong method.
+
+    Trailing slashes are ignored, as the resolvers ignore them when routing (``/predict/`` is
+    ``/predict``). A method the path allows never gets a 405: should routing miss it anyway, the
+    answer is a 404 naming the method and path.
+    """
     allowed = ROUTES.get(path.rstrip("/") or "/")
-    if allowed is None:
+    if allowed is None or method in allowed:
+        served = ", ".join(f"{' '.join(methods)} {route}" for route, methods in ROUTES.items())
         return RequestError(
-            HTTPStatus.NOT_FOUND, "not_found", f"no route {quote(path)!r}; the API serves {', '.join(ROUTES)}"
+            HTTPStatus.NOT_FOUND, "not_found", f"no route {method} {quote(path)!r}; the API serves {served}"
         )
     return RequestError(
         HTTPStatus.METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+        f"{method} is not allowed on {quote(path)}; use {', '.join(allowed)}",
         [{"allowed": list(allowed)}],
         headers={"Allow": ", ".join(allowed)},
     )

@@ -260,6 +260,26 @@ def test_unknown_route_is_404_and_wrong_method_is_405(invoke, shape):
     assert headers["Allow"] == "POST"
 
 
+@pytest.mark.parametrize("shape", ["rest", "http"])
+@pytest.mark.parametrize("path", ["/predict/", "/predict//"])
+def test_a_trailing_slash_is_served_as_the_path_without_it_by_both_apis(invoke, shape, path):
+    served = _event(shape, json.dumps({"instances": [ROW]}), {"content-type": "application/json"})
+    wrong = _event(shape, None)
+    if shape == "rest":
+        served["path"] = wrong["path"] = path
+        wrong["httpMethod"] = "GET"
+    else:
+        served["rawPath"] = wrong["rawPath"] = path
+        wrong["requestContext"]["http"]["method"] = "GET"
+
+    status, body, _ = invoke(served)
+    wrong_status, wrong_body, _ = invoke(wrong)
+
+    assert (status, [p["label"] for p in body["predictions"]]) == (200, ["0"])
+    assert (wrong_status, wrong_body["error"]["code"]) == (405, "method_not_allowed")
+    assert wrong_body["error"]["message"] == f"GET is not allowed on {path}; use POST"
+
+
 def test_refusals_are_counted(invoke, capsys):
     invoke(_event("rest", "not json"))
 
