@@ -38,7 +38,7 @@ def test_labels_csv_header_spellings_are_matched(header: str) -> None:
     assert rows == [LabelRow(row=2, inference_id="abc", label="7")]
 
 
-def test_labels_csv_tolerates_bom_crlf_quotes_blank_lines_and_extra_columns() -> None:
+def test_labels_csv_tolerates_bom_crlf_quotes_blank_lines_and_extra_columns_one_line_a_row() -> None:
     data = (
         '\ufeffnote,label,inference_id\r\n\r\n"a, b","  3 ",id-1\r\n'
         'x,"4",\r\n  \r\n"multi\r\nline",5,id-2\r\n'
@@ -46,11 +46,58 @@ def test_labels_csv_tolerates_bom_crlf_quotes_blank_lines_and_extra_columns() ->
 
     rows = _parse(data.encode("utf-8"))
 
+    # One line is one row: the quote left open on line 6 rejects that line, line 7 is read alone.
     assert rows == [
         LabelRow(3, "id-1", "3"),
         RejectedRow(4, "missing inference id", "x,4,"),
+        RejectedRow(6, "unterminated quote", '"multi'),
         LabelRow(7, "id-2", "5"),
     ]
+
+
+def test_labels_csv_line_with_an_unterminated_quote_is_rejected_and_the_next_lines_are_read() -> None:
+    rows = _parse(b'id,label\na0,"1\na3,3\na4,4\na5,5\n')
+
+    assert rows == [
+        RejectedRow(2, "unterminated quote", 'a0,"1'),
+        LabelRow(3, "a3", "3"),
+        LabelRow(4, "a4", "4"),
+        LabelRow(5, "a5", "5"),
+    ]
+
+
+def test_labels_csv_unterminated_quote_in_a_large_file_costs_its_own_line_only() -> None:
+    lines = [f"a{i},{i % 10}" for i in range(20_001)]
+    lines[0] = 'a0,"1'
+
+    rows = _parse(("id,label\n" + "\n".join(lines) + "\n").encode())
+
+    assert len(rows) == 20_001
+    assert [r for r in rows if isinstance(r, RejectedRow)] == [RejectedRow(2, "unterminated quote", 'a0,"1')]
+    assert rows[-1] == LabelRow(20_002, "a20000", "0")
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 4, 100])
+def test_labels_csv_every_line_is_one_row_across_batch_ends(batch_rows: int) -> None:
+    data = b'id,label\r\n"q1",1\r\nb,"2\r\nc,3\r\nd,"4"\r\n\r\ne,"5,5\r\nf,"6'
+
+    rows = [r for batch in parse_label_batches(io.BytesIO(data), batch_rows) for r in batch.parsed()]
+
+    assert rows == [
+        LabelRow(2, "q1", "1"),
+        RejectedRow(3, "unterminated quote", 'b,"2'),
+        LabelRow(4, "c", "3"),
+        LabelRow(5, "d", "4"),
+        RejectedRow(7, "unterminated quote", 'e,"5,5'),
+        RejectedRow(8, "unterminated quote", 'f,"6'),
+    ]
+
+
+def test_labels_csv_header_with_an_unterminated_quote_rejects_every_line() -> None:
+    rows = _parse(b'id,"label\na,1\nb,2\n')
+
+    assert [r.row for r in rows] == [1, 2, 3]
+    assert all(isinstance(r, RejectedRow) and "unterminated quote" in r.reason for r in rows)
 
 
 def test_labels_csv_without_an_id_column_rejects_every_row_with_the_reason() -> None:

@@ -6,7 +6,9 @@ name):
 * **CSV** with a header row. The id column is the first of ``inference_id``, ``inferenceId`` or
   ``id``, the label column the first of ``label``, ``ground_truth`` or ``y_true``; header names are
   trimmed and matched ignoring case, ``_``, ``-`` and spaces. A byte-order mark, CRLF line ends,
-  quoted fields and blank lines are fine; extra columns are ignored.
+  quoted fields and blank lines are fine; extra columns are ignored. Every line is one row: an id
+  and a label never hold a line end, so a quote left open at the end of a line rejects that line
+  (``unterminated quote``) instead of swallowing the lines after it.
 * **JSON lines** with the same field names (extra fields ignored).
 * **SageMaker Model Monitor ground truth** lines: the label is ``groundTruthData.data``, the id
   ``eventMetadata.inferenceId``, falling back to ``eventMetadata.eventId``.
@@ -232,10 +234,6 @@ class _LabelText:
             if chunk:
                 yield chunk
 
-    def lines(self) -> Iterator[str]:
-        """Every line, for a parser that reads them one at a time."""
-        return itertools.chain.from_iterable(self.chunks())
-
     def damage_row(self) -> RejectedRow | None:
         """The rejected row standing for the unreadable rest of a damaged file, or None."""
         if self.damage is None:
@@ -243,15 +241,6 @@ class _LabelText:
         line = self.lines_read + 1
         reason = f"{DAMAGED_FILE}: cannot be read past line {self.lines_read} ({self.damage})"
         return RejectedRow(line, reason, _cut(self.tail.rstrip("\r\n")))
-
-
-def open_text(body: Readable) -> IO[str]:
-    """Decode a label object's byte stream to text lines, un-gzipping it on the fly when needed.
-
-    Nothing is read ahead beyond one buffer, so memory does not grow with the object. Bytes that are
-    not UTF-8 become U+FFFD. Damage in a gzip stream ends the text early (see :class:`_LabelText`).
-    """
-    return _LabelText(body)._text
 
 
 def parse_label_stream(body: Readable) -> Iterator[ParsedRow]:
@@ -271,10 +260,10 @@ def parse_label_stream(body: Readable) -> Iterator[ParsedRow]:
 def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterator[LabelBatch]:
     """Parse a label object (CSV, JSON lines or SageMaker ground truth, maybe gzipped) in batches.
 
-    ``row`` is the line number in the decompressed text (for a quoted CSV field spanning lines, the
-    last of them). A rejected row's ``raw`` is the line as read (JSON lines) or its fields written
-    back as one CSV line. A damaged file ends with one more batch holding the ``damaged file`` row,
-    with ``damage`` set.
+    Each batch holds the rows of up to ``batch_rows`` consecutive lines. ``row`` is the line number
+    in the decompressed text. A rejected row's ``raw`` is the line as read, or for a CSV row refused
+    for its fields, the fields written back as one CSV line. A damaged file ends with one more batch
+    holding the ``damaged file`` row, with ``damage`` set.
 
     Raises
     ------
@@ -283,15 +272,17 @@ def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterato
         invocation for a retry instead of using the rows read so far.
     """
     text = _LabelText(body)
-    lines = text.lines()
-    for skipped, first in enumerate(lines):
-        if first.strip():
-            lines = itertools.chain([first], lines)
-            if first.lstrip().startswith("{"):
-                yield from _json_batches(lines, skipped, batch_rows)
-            else:
-                yield from _parse_csv(lines, skipped, batch_rows)
-            break
+    chunks = text.chunks(batch_rows)
+    before = 0
+    for chunk in chunks:
+        first = next((i for i, line in enumerate(chunk) if line.strip()), None)
+        if first is None:
+            before += len(chunk)
+            continue
+        rest = itertools.chain([chunk[first:]], chunks)
+        parse = _json_batches if chunk[first].lstrip().startswith("{") else _csv_batches
+        yield from parse(rest, before + first)
+        break
 
     damage = text.damage_row()
     if damage is not None:
@@ -308,6 +299,10 @@ def _as_csv(fields: list[str]) -> str:
     return _cut(buffer.getvalue())
 
 
+def _as_read(line: str) -> str:
+    return _cut(line.rstrip("\r\n"))
+
+
 def _normalise_name(name: str) -> str:
     return name.strip().lower().replace("_", "").replace("-", "").replace(" ", "")
 
@@ -320,66 +315,134 @@ def _find_column(header: list[str], wanted: tuple[str, ...]) -> int | None:
     return None
 
 
-def _parse_csv(lines: Iterator[str], offset: int, batch_rows: int) -> Iterator[LabelBatch]:
-    """CSV rows in batches."""
-    reader = csv.reader(lines)
-    header = next(reader)
+UNTERMINATED_QUOTE = "unterminated quote"
+
+
+def _line_fields(line: str) -> list[str] | str:
+    """The CSV fields of one line read on its own, or why it is no record: a quote left open, an error.
+
+    The line is given exactly one line end, so a quoted field still open at the end holds it.
+    """
+    try:
+        fields = next(csv.reader((line.rstrip("\r\n") + "\n",)), [])
+    except csv.Error as exc:
+        return f"malformed CSV ({exc})"
+    if fields and fields[-1].endswith("\n"):
+        return UNTERMINATED_QUOTE
+    return fields
+
+
+def _csv_batches(chunks: Iterator[list[str]], offset: int) -> Iterator[LabelBatch]:
+    """CSV rows, a batch per chunk of lines; the first chunk starts with the header, line ``offset + 1``."""
+    lines = next(chunks)
+    header = _line_fields(lines[0])
+    if isinstance(header, str):
+        reason = f"the header {_as_read(lines[0].strip())!r} is no CSV header ({header})"
+        yield from _reject_every_line(itertools.chain([lines], chunks), offset, reason)
+        return
     id_column = _find_column(header, ID_FIELDS)
     label_column = _find_column(header, LABEL_FIELDS)
     if id_column is None or label_column is None:
-        yield from _reject_headerless(reader, header, offset, id_column is None)
+        no_id = id_column is None
+        reason = (
+            f"the header {_cut(','.join(h.strip() for h in header))!r} names no "
+            f"{'inference id' if no_id else 'label'} column "
+            f"(expected one of {', '.join(_ID_ALIASES if no_id else _LABEL_ALIASES)})"
+        )
+        yield from _reject_every_line(itertools.chain([lines], chunks), offset, reason)
         return
 
-    width = max(id_column, label_column) + 1
-    state = _CsvState(offset, id_column, label_column, width, batch_rows)
-    while True:
-        try:
-            yield from state.batches(reader)
-            break
-        except csv.Error as exc:
-            line = offset + reader.line_num
-            state.batch.rejected.append(RejectedRow(line, f"malformed CSV ({exc})", ""))
-    _screen_utf8(state.batch)
-    if len(state.batch):
-        yield state.batch
+    columns = _CsvColumns(id_column, label_column, max(id_column, label_column) + 1)
+    before = offset + 1
+    for chunk in itertools.chain([lines[1:]], chunks):
+        if not chunk:
+            continue
+        batch = columns.read(chunk, before)
+        before += len(chunk)
+        if len(batch):
+            yield batch
 
 
-@dataclass
-class _CsvState:
-    """Where the CSV columns are and the batch being filled, kept across a malformed row's restart."""
+@dataclass(frozen=True)
+class _CsvColumns:
+    """Where the id and label are in a CSV file's rows; reads its lines, one row per line.
 
-    offset: int
+    A label row never holds a line end, so a quoted field is never allowed to run over one: a line
+    whose quote is left open is rejected (``unterminated quote``) and the next line is read as a
+    row of its own, where the ``csv`` module would have read on until some later quote, swallowing
+    the lines in between into one field.
+    """
+
     id_at: int
     label_at: int
     width: int
-    batch_rows: int
-    batch: LabelBatch = field(default_factory=LabelBatch)
 
-    def batches(self, reader: Any) -> Iterator[LabelBatch]:
-        """The hot loop: a well-formed row costs two strips and three appends, no object of its own."""
-        offset, id_at, label_at, width = self.offset, self.id_at, self.label_at, self.width
-        batch = self.batch
+    def read(self, lines: list[str], before: int) -> LabelBatch:
+        """The rows of consecutive ``lines``; ``before`` lines of the file come before the first."""
+        batch = self._fast(lines, before)
+        if batch is None:
+            batch = self._careful(lines, before)
+        _screen_utf8(batch)
+        return batch
+
+    def _fast(self, lines: list[str], before: int) -> LabelBatch | None:
+        """Every line through one C reader; None when some line turns out not to be a record alone."""
+        if '"' in lines[-1] and isinstance(_line_fields(lines[-1]), str):
+            return None  # the reader would take the end of the chunk for the close of the quote
+        batch = LabelBatch()
+        reader = csv.reader(lines)
+        try:
+            last = self._take(enumerate(reader, start=before + 1), lines, before, batch)
+        except csv.Error:
+            return None
+        if reader.line_num != last - before:
+            return None  # some record took more than one line: a quoted field ran over a line end
+        return batch
+
+    def _careful(self, lines: list[str], before: int) -> LabelBatch:
+        """Reject the lines that are no record on their own, then read the others through one reader.
+
+        Only a line holding a quote, or longer than the field size limit, can fail alone; each is
+        read alone, and a failing one is blanked out of the batch, so every line left is one record.
+        """
+        batch = LabelBatch()
+        clean = list(lines)
+        limit = csv.field_size_limit()
+        for i, line in enumerate(lines):
+            if '"' in line or len(line) > limit:
+                problem = _line_fields(line)
+                if isinstance(problem, str):
+                    clean[i] = "\n"
+                    batch.rejected.append(RejectedRow(before + i + 1, problem, _as_read(line)))
+        self._take(enumerate(csv.reader(clean), start=before + 1), clean, before, batch)
+        batch.rejected.sort(key=lambda r: r.row)
+        return batch
+
+    def _take(
+        self, records: Iterable[tuple[int, list[str]]], lines: list[str], before: int, batch: LabelBatch
+    ) -> int:
+        """The hot loop: a well-formed row costs two strips and three appends, no object of its own.
+
+        Returns the number of the last record's line.
+        """
+        id_at, label_at, width = self.id_at, self.label_at, self.width
         rows, ids, labels = batch.rows, batch.ids, batch.labels
         short = MAX_ID_BYTES // 4  # at most 4 bytes a character in UTF-8
-        for fields in reader:
-            line = offset + reader.line_num
+        number = before
+        for number, fields in records:
             if len(fields) >= width:
                 inference_id = fields[id_at].strip()
                 label = fields[label_at].strip()
                 if inference_id and label and len(inference_id) <= short:
-                    rows.append(line)
+                    rows.append(number)
                     ids.append(inference_id)
                     labels.append(label)
-                    if len(ids) >= self.batch_rows:
-                        _screen_utf8(batch)
-                        yield batch
-                        batch = self.batch = LabelBatch()
-                        rows, ids, labels = batch.rows, batch.ids, batch.labels
                     continue
-                batch.add(_checked(line, inference_id, label, fields))
-            elif any(f.strip() for f in fields):
+                batch.add(_checked(number, inference_id, label, fields))
+            elif lines[number - before - 1].strip():
                 reason = f"row has {len(fields)} fields, the id and label columns need {width}"
-                batch.rejected.append(RejectedRow(line, reason, _as_csv(fields)))
+                batch.rejected.append(RejectedRow(number, reason, _as_csv(fields)))
+        return number
 
 
 def _screen_utf8(batch: LabelBatch) -> None:
@@ -393,23 +456,15 @@ def _screen_utf8(batch: LabelBatch) -> None:
     batch.rejected.sort(key=lambda r: r.row)
 
 
-def _reject_headerless(reader: Any, header: list[str], offset: int, no_id: bool) -> Iterator[LabelBatch]:
-    """Without a usable header every line is a data row to account for, and each is rejected."""
-    reason = (
-        f"the header {_cut(','.join(h.strip() for h in header))!r} names no "
-        f"{'inference id' if no_id else 'label'} column "
-        f"(expected one of {', '.join(_ID_ALIASES if no_id else _LABEL_ALIASES)})"
-    )
-    batch = LabelBatch(rejected=[RejectedRow(offset + 1, reason, _as_csv(header))])
-    while True:
-        try:
-            for fields in reader:
-                if any(f.strip() for f in fields):
-                    batch.rejected.append(RejectedRow(offset + reader.line_num, reason, _as_csv(fields)))
-            break
-        except csv.Error as exc:
-            batch.rejected.append(RejectedRow(offset + reader.line_num, f"malformed CSV ({exc})", ""))
-    yield batch
+def _reject_every_line(chunks: Iterable[list[str]], offset: int, reason: str) -> Iterator[LabelBatch]:
+    """Without a usable header every non-blank line, the header too, is a row to account for, and rejected."""
+    before = offset
+    for chunk in chunks:
+        numbered = enumerate(chunk, start=before + 1)
+        yield LabelBatch(
+            rejected=[RejectedRow(n, reason, _as_read(line)) for n, line in numbered if line.strip()]
+        )
+        before += len(chunk)
 
 
 def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> ParsedRow:
@@ -431,8 +486,18 @@ def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> P
     return LabelRow(row, inference_id, label)
 
 
-def _json_batches(lines: Iterator[str], offset: int, batch_rows: int) -> Iterator[LabelBatch]:
-    """JSON lines in batches.
+def _json_batches(chunks: Iterator[list[str]], offset: int) -> Iterator[LabelBatch]:
+    """JSON lines, a batch per chunk of lines; the first chunk starts at line ``offset + 1``."""
+    before = offset
+    for chunk in chunks:
+        batch = _json_lines(chunk, before)
+        before += len(chunk)
+        if len(batch):
+            yield batch
+
+
+def _json_lines(lines: list[str], before: int) -> LabelBatch:
+    """The rows of consecutive JSON lines; ``before`` lines of the file come before the first.
 
     The common documents (``inference_id`` and ``label``, or SageMaker's ground truth, as text or
     integers) go straight into the columns; anything else takes the general path of
@@ -442,13 +507,13 @@ def _json_batches(lines: Iterator[str], offset: int, batch_rows: int) -> Iterato
     rows, ids, labels = batch.rows, batch.ids, batch.labels
     short = MAX_ID_BYTES // 4
     loads = json.loads
-    for number, line in enumerate(lines, start=offset + 1):
+    for number, line in enumerate(lines, start=before + 1):
         try:
             document = loads(line)
         except ValueError as exc:
             if line.strip():
                 reason = f"not valid JSON ({exc.args[0] if exc.args else exc})"
-                batch.rejected.append(RejectedRow(number, reason, _cut(line.rstrip("\r\n"))))
+                batch.rejected.append(RejectedRow(number, reason, _as_read(line)))
             continue
         pair = _plain_pair(document)
         if pair is not None:
@@ -457,13 +522,8 @@ def _json_batches(lines: Iterator[str], offset: int, batch_rows: int) -> Iterato
                 rows.append(number)
                 ids.append(inference_id)
                 labels.append(label)
-                if len(ids) >= batch_rows:
-                    _screen_utf8(batch)
-                    yield batch
-                    batch = LabelBatch()
-                    rows, ids, labels = batch.rows, batch.ids, batch.labels
                 continue
-        raw = _cut(line.rstrip("\r\n"))
+        raw = _as_read(line)
         if not isinstance(document, dict):
             batch.rejected.append(
                 RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
@@ -471,8 +531,7 @@ def _json_batches(lines: Iterator[str], offset: int, batch_rows: int) -> Iterato
         else:
             batch.add(_json_row(number, document, raw))
     _screen_utf8(batch)
-    if len(batch):
-        yield batch
+    return batch
 
 
 def _plain_pair(document: Any) -> tuple[str, str] | None:
