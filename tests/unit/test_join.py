@@ -23,7 +23,7 @@ from truthwatch.join import (
     read_labels,
 )
 from truthwatch.label_job import hourly_counts
-from truthwatch.labels import parse_label_stream
+from truthwatch.labels import LabelBatch, parse_label_stream
 from truthwatch.records import PredictionRecord, encode_inputs
 
 T0 = datetime(2024, 6, 3, 9, 30, tzinfo=UTC)
@@ -305,3 +305,21 @@ def test_join_a_damaged_file_counts_its_rows_once_and_the_damage_as_one_rejected
     assert counts["balanced"] is True
     assert counts["rejected_reasons"] == {"damaged file": 1}
     assert counts["file_error"] is not None and "line 301" in counts["file_error"]
+
+
+def test_join_balance_fails_when_a_row_goes_missing_between_the_lines_and_the_buckets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    card = small_card()
+    records = {f"p{i}": make_record(card, f"p{i}", i % 3, T0) for i in range(3)}
+    monkeypatch.setattr(LabelBatch, "add", lambda self, parsed: None)  # a parser that loses rows
+
+    result = join_labels(
+        read_labels(io.BytesIO(b"id,label\np0,0\np1,\np2,2\n")),
+        InMemoryPredictionStore(records),
+        lambda n, v: card,
+    )
+
+    counts = result.accounting()
+    assert (counts["read"], counts["matched"], counts["rejected"]) == (3, 2, 0)  # 'p1,' was lost
+    assert counts["balanced"] is False

@@ -86,7 +86,8 @@ class LabelSet:
     rejected
         Rows refused by the parser.
     read
-        Data rows read (blank lines and the CSV header are not rows).
+        Data rows read (blank lines and the CSV header are not rows), counted by the parser from
+        the lines, apart from the buckets the rows end in.
     duplicate_rows
         How many earlier rows a later row overrode; ``duplicate_examples`` holds the first of them.
     file_error
@@ -123,6 +124,7 @@ def collect_labels(rows: Iterable[ParsedRow]) -> LabelSet:
         batch = LabelBatch()
         for parsed in rows:
             batch.add(parsed)
+            batch.read += 1
         yield batch
 
     return _collect(batches())
@@ -138,6 +140,7 @@ def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
         ids += batch.ids
         texts += batch.labels
         labels.rejected += batch.rejected
+        labels.read += batch.read
         labels.file_error = batch.damage or labels.file_error
 
     # A dict built from pairs keeps the last value of a repeated key in the place of its first:
@@ -147,7 +150,6 @@ def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
     all_rows = np.asarray(rows, dtype=np.int64)
     labels.ids = list(latest)
     labels.rows = all_rows[winners]
-    labels.read = len(ids) + len(labels.rejected)
     labels.duplicate_rows = len(ids) - len(latest)
     if labels.duplicate_rows:
         overridden = np.ones(len(ids), dtype=bool)

@@ -113,13 +113,16 @@ BATCH_ROWS = 1 << 16
 class LabelBatch:
     """Consecutive rows of a label file as columns: ``rows[i]``, ``ids[i]`` and ``labels[i]`` belong together.
 
-    ``rejected`` holds the refused rows among the same lines; both are in row order.
+    ``rejected`` holds the refused rows among the same lines; both are in row order. ``read`` is
+    the number of data rows among the lines, counted from the lines themselves (the non-blank ones,
+    the header aside), not from the columns: a row lost between the two would show as a difference.
     """
 
     rows: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     rejected: list[RejectedRow] = field(default_factory=list)
+    read: int = 0
     damage: str | None = None
     """Set on the last batch of a damaged file: what stopped the reading (also its last rejected row)."""
 
@@ -286,7 +289,7 @@ def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterato
 
     damage = text.damage_row()
     if damage is not None:
-        yield LabelBatch(rejected=[damage], damage=damage.reason)
+        yield LabelBatch(rejected=[damage], read=1, damage=damage.reason)
 
 
 def _cut(text: str) -> str:
@@ -301,6 +304,11 @@ def _as_csv(fields: list[str]) -> str:
 
 def _as_read(line: str) -> str:
     return _cut(line.rstrip("\r\n"))
+
+
+def _data_lines(lines: list[str]) -> int:
+    """Non-blank lines: every one of them is a row."""
+    return sum(map(bool, map(str.strip, lines)))
 
 
 def _normalise_name(name: str) -> str:
@@ -358,9 +366,9 @@ def _csv_batches(chunks: Iterator[list[str]], offset: int) -> Iterator[LabelBatc
         if not chunk:
             continue
         batch = columns.read(chunk, before)
+        batch.read = _data_lines(chunk)
         before += len(chunk)
-        if len(batch):
-            yield batch
+        yield batch
 
 
 @dataclass(frozen=True)
@@ -461,9 +469,8 @@ def _reject_every_line(chunks: Iterable[list[str]], offset: int, reason: str) ->
     before = offset
     for chunk in chunks:
         numbered = enumerate(chunk, start=before + 1)
-        yield LabelBatch(
-            rejected=[RejectedRow(n, reason, _as_read(line)) for n, line in numbered if line.strip()]
-        )
+        rejected = [RejectedRow(n, reason, _as_read(line)) for n, line in numbered if line.strip()]
+        yield LabelBatch(rejected=rejected, read=_data_lines(chunk))
         before += len(chunk)
 
 
@@ -491,9 +498,9 @@ def _json_batches(chunks: Iterator[list[str]], offset: int) -> Iterator[LabelBat
     before = offset
     for chunk in chunks:
         batch = _json_lines(chunk, before)
+        batch.read = _data_lines(chunk)
         before += len(chunk)
-        if len(batch):
-            yield batch
+        yield batch
 
 
 def _json_lines(lines: list[str], before: int) -> LabelBatch:

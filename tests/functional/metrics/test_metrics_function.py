@@ -41,8 +41,9 @@ def _messy_csv(stack: Stack) -> tuple[bytes, dict[str, int]]:
         lines.insert(1, f"{stack.ids[i]},{(stack.y_true[i] + 5) % 10},early")
     lines += [f"0190ffff-0000-7000-8000-{i:012d},3,not recorded" for i in range(4)]
     lines += [f"{stack.ids[260]},,missing label", f"{stack.ids[261]},cat,unknown", f"{stack.ids[262]}"]
+    lines += [f'{stack.ids[263]},"4,a quote left open']
     body = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-    return body, {"read": 250 + 5 + 4 + 3, "matched": 250, "duplicate": 5, "unknown": 4, "rejected": 3}
+    return body, {"read": 250 + 5 + 4 + 4, "matched": 250, "duplicate": 5, "unknown": 4, "rejected": 4}
 
 
 def test_metrics_accounts_for_every_row_of_a_messy_csv(stack: Stack, lambda_context: LambdaContext) -> None:
@@ -82,6 +83,7 @@ def test_metrics_accounts_for_every_row_of_a_messy_csv(stack: Stack, lambda_cont
     assert reasons[0] == "missing label"
     assert reasons[1].startswith("unknown label 'cat'")
     assert reasons[2].startswith("row has 1 fields")
+    assert reasons[3] == "unterminated quote"
 
     hour = _hour(predicted_at)
     window = (hour - timedelta(minutes=1), hour + timedelta(hours=2))
