@@ -158,7 +158,11 @@ _ERRORS: dict[int, OpenAPIResponse] = {
         (400, "The body is not usable; `error.details` says where."),
         (413, "The body or the batch is over its limit."),
         (415, "The body is not JSON, or its encoding is not gzip."),
-        (500, "The model produced a non-finite output (`model_output_invalid`); nothing was recorded."),
+        (
+            500,
+            "The model produced a non-finite output from rows within its trained range "
+            "(`model_output_invalid`); nothing was recorded.",
+        ),
     )
 }
 """Every refusal a body-taking route answers; unknown paths (404) and methods (405) belong to no route."""

@@ -2,15 +2,19 @@ import base64
 import gzip
 import json
 from http import HTTPStatus
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from truthwatch.serving import (
+    ModelOutputError,
     RequestError,
     ServingSettings,
     _check_rows,
     check_media_type,
+    check_model_output,
     decode_body,
     is_json_media_type,
     parse_json,
@@ -178,3 +182,30 @@ def test_anything_but_numbers_gets_the_strict_error_with_its_location(rows, loca
         _check_rows(rows)
 
     assert caught.value.errors()[0]["loc"] == location
+
+
+TRAINED_0_TO_16 = SimpleNamespace(input=SimpleNamespace(value_range=(0.0, 16.0)))
+
+
+def test_a_non_finite_output_is_the_callers_400_when_every_broken_row_is_outside_the_trained_range():
+    rows = np.array([[1.0, 2.0], [1e38, 0.0], [3.0, 4.0], [0.0, -5.0]], dtype=np.float32)
+    output = np.array([[0.5, 0.5], [np.nan, np.nan], [0.1, 0.9], [np.inf, 0.0]])
+
+    with pytest.raises(RequestError) as caught:
+        check_model_output(output, rows, TRAINED_0_TO_16)
+
+    assert (caught.value.status, caught.value.code) == (HTTPStatus.BAD_REQUEST, "value_out_of_range")
+    assert caught.value.details == [{"row": 1}, {"row": 3}]
+    assert "1e+38" not in caught.value.message and "0..16" in caught.value.message
+
+
+def test_a_non_finite_output_from_a_row_inside_the_trained_range_is_the_models_fault():
+    rows = np.array([[1e38, 0.0], [3.0, 4.0]], dtype=np.float32)
+    output = np.full((2, 2), np.nan)
+
+    with pytest.raises(ModelOutputError, match="1 rows within its trained range"):
+        check_model_output(output, rows, TRAINED_0_TO_16)
+
+
+def test_a_finite_output_passes():
+    check_model_output(np.ones((1, 2)), np.full((1, 2), 1e30, dtype=np.float32), TRAINED_0_TO_16)

@@ -40,8 +40,8 @@ from truthwatch.records import PROBABILITY_DIGITS
 from truthwatch.runtime import DEFAULT_VARIANT, ModelRuntime, load_runtime
 from truthwatch.serving import (
     InferenceService,
-    ModelOutputError,
     PredictRequest,
+    check_model_output,
     request_ids,
     request_rows,
 )
@@ -115,8 +115,10 @@ def explain(service: InferenceService, request: PredictRequest) -> ExplainOutcom
     RequestError
         The same 4xx as ``/predict`` for an unusable body or ids; 413 ``too_many_rows`` past
         ``MAX_EXPLAIN_ROWS``.
+        400 ``value_out_of_range`` too when rows outside the trained range make the model's
+        output or their attributions non-finite (see :func:`~truthwatch.serving.check_model_output`).
     ModelOutputError
-        When the model or the attributions are not finite.
+        When rows within the trained range get a non-finite probability or attribution.
     """
     started = time.perf_counter()
     card = service.card
@@ -126,16 +128,17 @@ def explain(service: InferenceService, request: PredictRequest) -> ExplainOutcom
     runtime = explaining_runtime(service)
     predict = runtime.predict_proba
 
-    proba = np.asarray(predict(np.vstack([rows, np.zeros_like(rows[:1])])), dtype=np.float64)
+    with_baseline = np.vstack([rows, np.zeros_like(rows[:1])])
+    proba = np.asarray(predict(with_baseline), dtype=np.float64)
     if not np.isfinite(proba).all():
-        raise ModelOutputError("the model returned a non-finite probability")
+        check_model_output(proba, with_baseline, card)
     targets = proba[:-1].argmax(axis=1).tolist()
     baseline = proba[-1]
+    attributions_of = _attributions(predict, rows, targets, card)
 
     shape = grid_shape(card)
     explanations = []
-    for key, row, target, probability in zip(ids, rows, targets, proba[:-1], strict=True):
-        attributions = _attributions(predict, row, target)
+    for key, attributions, target, probability in zip(ids, attributions_of, targets, proba[:-1], strict=True):
         explanations.append(
             {
                 "inference_id": key,
@@ -178,9 +181,13 @@ def explaining_runtime(service: InferenceService) -> ModelRuntime:
     return _float_runtimes[folder]
 
 
-def _attributions(predict: Any, row: npt.NDArray[np.float32], target: int) -> npt.NDArray[np.float64]:
-    attributions = integrated_gradients(predict, row, target)
+def _attributions(
+    predict: Any, rows: npt.NDArray[np.float32], targets: list[int], card: ModelCard
+) -> npt.NDArray[np.float64]:
+    attributions = np.stack(
+        [integrated_gradients(predict, row, t) for row, t in zip(rows, targets, strict=True)]
+    )
     if not np.isfinite(attributions).all():
-        raise ModelOutputError("the attributions are not finite")
+        check_model_output(attributions, rows, card)
     rounded: npt.NDArray[np.float64] = attributions.round(ATTRIBUTION_DIGITS)
     return rounded

@@ -600,6 +600,53 @@ class ModelOutputError(TruthwatchError):
     """The model answered with a non-finite probability; the request cannot be answered honestly."""
 
 
+def check_model_output(
+    output: npt.NDArray[np.floating[Any]], rows: npt.NDArray[np.float32], card: ModelCard
+) -> None:
+    """Refuse a non-finite model output, as the caller's fault or as the model's.
+
+    A row whose output is not finite is the caller's when it holds a value outside the range
+    the model was trained on (``card.input.value_range``): a dynamic-range quantized model, for
+    one, overflows from about 1e37. When every such row is outside that range, the answer is a
+    400 naming the rows, by index only. A non-finite output from a row inside the range is the
+    model's fault, a 500.
+
+    Parameters
+    ----------
+    output
+        The model's output, shape ``(n, k)``: probabilities, or attributions.
+    rows
+        The rows it came from, shape ``(n, n_features)``.
+
+    Raises
+    ------
+    RequestError
+        400 ``value_out_of_range``.
+    ModelOutputError
+        When a row within the trained range gives a non-finite output.
+    """
+    broken = np.flatnonzero(~np.isfinite(output).all(axis=1))
+    if broken.size == 0:
+        return
+    low, high = card.input.value_range
+    outside = ((rows[broken] < low) | (rows[broken] > high)).any(axis=1)
+    if not outside.all():
+        raise ModelOutputError(
+            f"the model returned a non-finite output for {int((~outside).sum())} rows within its "
+            f"trained range {low:g}..{high:g}"
+        )
+    shown = ", ".join(str(int(r)) for r in broken[:MAX_DETAILS])
+    more = f" and {broken.size - MAX_DETAILS} more" if broken.size > MAX_DETAILS else ""
+    raise RequestError(
+        HTTPStatus.BAD_REQUEST,
+        "value_out_of_range",
+        f"{'rows' if broken.size > 1 else 'row'} {shown}{more} {'hold' if broken.size > 1 else 'holds'} "
+        "values outside what the model can compute (its output for them is not finite); the model "
+        f"was trained on values {low:g}..{high:g}",
+        [{"row": int(r)} for r in broken],
+    )
+
+
 class InferenceService:
     """A loaded model with its settings and recorder: turns requests into answers and records.
 
@@ -646,8 +693,10 @@ class InferenceService:
         ------
         RequestError
             When the batch or the ids are unusable (see :func:`request_rows`, :func:`request_ids`).
+            400 ``value_out_of_range`` too when rows outside the trained range make the model's
+            output non-finite (see :func:`check_model_output`).
         ModelOutputError
-            When the model returns a non-finite probability.
+            When rows within the trained range get a non-finite probability.
         """
         started = time.perf_counter()
         rows = request_rows(request, self.card, self.settings.max_batch_rows)
@@ -655,7 +704,7 @@ class InferenceService:
 
         raw = self.runtime.predict_proba(rows)
         if not np.isfinite(raw).all():
-            raise ModelOutputError("the model returned a non-finite probability")
+            check_model_output(raw, rows, self.card)
         proba = raw.astype(np.float64).round(PROBABILITY_DIGITS)
         scored = ScoredBatch.from_proba(proba)
 

@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 from tests.events import load_event
 from tests.functional.inference.conftest import items
 from tests.functional.inference.test_bad_input import CASES
+from truthwatch import runtime
 from truthwatch.explain import COMPLETENESS_TOLERANCE
 from truthwatch.runtime import load_runtime
 
@@ -107,3 +108,23 @@ def test_explain_never_logs_the_inputs(invoke, capsys):
 
     assert status == 200
     assert "13.375" not in capsys.readouterr().out
+
+
+def test_rows_the_model_cannot_compute_are_the_callers_400_on_explain_too(invoke, monkeypatch):
+    exact = runtime.LiteRTBackend.predict_proba
+
+    def overflowing(self: runtime.LiteRTBackend, rows: np.ndarray) -> np.ndarray:
+        # What a dynamic-range model does past about 1e37, at a threshold the float32 model reaches.
+        proba = exact(self, rows)
+        proba[np.abs(rows).max(axis=1) > 1e30] = np.nan
+        return proba
+
+    monkeypatch.setattr(runtime.LiteRTBackend, "predict_proba", overflowing)
+    rows = [DIGITS.data[0].tolist(), [1e35] * 64]
+
+    status, payload, response = invoke(_explain({"instances": rows}, "http"))
+
+    assert (status, payload["error"]["code"]) == (400, "value_out_of_range")
+    assert payload["error"]["details"] == [{"row": 1}]
+    assert payload["error"]["message"].startswith("row 1 holds values outside what the model can compute")
+    assert "e+35" not in response["body"]
