@@ -212,7 +212,14 @@ def predict(request: Annotated[PredictRequest, Body()]) -> Response[str]:
 def explain(request: Annotated[PredictRequest, Body()]) -> Response[str]:
     """Explain, never record."""
     outcome = inference_explain.explain(service(), request)
-    logger.info("explained", extra={"rows": outcome.rows, "latency_ms": outcome.latency_ms})
+    logger.info(
+        "explained",
+        extra={
+            "rows": outcome.rows,
+            "over_tolerance": outcome.over_tolerance,
+            "latency_ms": outcome.latency_ms,
+        },
+    )
     return Response(HTTPStatus.OK, serving.JSON_MEDIA_TYPE, serving.dumps(outcome.body))
 
 

@@ -8,8 +8,10 @@ code explains on both back ends. Each row costs ``2 * steps * n_features`` model
 
 The attributions of a row sum to ``f(x) - f(0)``, the predicted class's probability at the row
 minus at the all-zero baseline, within :data:`~truthwatch.explain.COMPLETENESS_TOLERANCE`; the
-answer carries both probabilities so a caller can check it. Explanations are not predictions:
-nothing is recorded and no prediction metric is published.
+answer carries both probabilities so a caller can check it. The tolerance holds for rows like the
+training data; far outside it the model saturates between path points and the sum misses, so
+each explanation also states its measured gap and whether it exceeds the tolerance.
+Explanations are not predictions: nothing is recorded and no prediction metric is published.
 
 A quantized variant is explained through the float32 flatbuffer of the same version (bundled in
 every image): its outputs move in quantization steps, so central differences measure the steps,
@@ -21,6 +23,7 @@ the quantized variant predicts.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,16 @@ class Explanation(BaseModel):
     attributions_grid: list[list[float]] | None = Field(
         description="The attributions as an image (8 rows of 8 for the digits); null for other inputs."
     )
+    completeness_gap: float = Field(
+        description="|sum(attributions) - (probability - baseline_probability)|, from the values above."
+    )
+    exceeds_tolerance: bool = Field(
+        description=(
+            "True when completeness_gap is over completeness_tolerance: the attributions do not add "
+            "up, typically for a row far outside the trained range, where the model saturates between "
+            "path points."
+        )
+    )
 
 
 class ExplainResponse(BaseModel):
@@ -92,6 +105,8 @@ class ExplainOutcome:
     body: dict[str, Any]
     rows: int
     latency_ms: float
+    over_tolerance: int = 0
+    """Explanations whose completeness gap exceeds the tolerance."""
 
 
 def grid_shape(card: ModelCard) -> tuple[int, int] | None:
@@ -139,14 +154,19 @@ def explain(service: InferenceService, request: PredictRequest) -> ExplainOutcom
     shape = grid_shape(card)
     explanations = []
     for key, attributions, target, probability in zip(ids, attributions_of, targets, proba[:-1], strict=True):
+        explained = round(float(probability[target]), PROBABILITY_DIGITS)
+        reference = round(float(baseline[target]), PROBABILITY_DIGITS)
+        gap = completeness_gap(attributions, explained, reference)
         explanations.append(
             {
                 "inference_id": key,
                 "label": card.class_names[target],
-                "probability": round(float(probability[target]), PROBABILITY_DIGITS),
-                "baseline_probability": round(float(baseline[target]), PROBABILITY_DIGITS),
+                "probability": explained,
+                "baseline_probability": reference,
                 "attributions": attributions.tolist(),
                 "attributions_grid": None if shape is None else attributions.reshape(shape).tolist(),
+                "completeness_gap": gap,
+                "exceeds_tolerance": gap > COMPLETENESS_TOLERANCE,
             }
         )
     body = {
@@ -160,7 +180,19 @@ def explain(service: InferenceService, request: PredictRequest) -> ExplainOutcom
         "explained_variant": DEFAULT_VARIANT,
         "explanations": explanations,
     }
-    return ExplainOutcome(body, len(rows), (time.perf_counter() - started) * 1000.0)
+    over = sum(e["exceeds_tolerance"] for e in explanations)
+    return ExplainOutcome(body, len(rows), (time.perf_counter() - started) * 1000.0, over)
+
+
+def completeness_gap(
+    attributions: npt.NDArray[np.float64], probability: float, baseline_probability: float
+) -> float:
+    """How far the attributions miss ``probability - baseline_probability``, rounded as answered.
+
+    Computed from the values the answer holds, so a caller who sums them gets the same figure.
+    """
+    gap = abs(math.fsum(attributions.tolist()) - (probability - baseline_probability))
+    return round(gap, ATTRIBUTION_DIGITS)
 
 
 _float_runtimes: dict[Path, ModelRuntime] = {}

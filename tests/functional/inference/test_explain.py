@@ -128,3 +128,22 @@ def test_rows_the_model_cannot_compute_are_the_callers_400_on_explain_too(invoke
     assert payload["error"]["details"] == [{"row": 1}]
     assert payload["error"]["message"].startswith("row 1 holds values outside what the model can compute")
     assert "e+35" not in response["body"]
+
+
+@pytest.mark.parametrize("shape", ["rest", "http"])
+def test_each_explanation_reports_its_completeness_gap_and_flags_one_past_the_tolerance(invoke, shape):
+    in_range = DIGITS.data[0].tolist()
+    out_of_range = [1e6] * 64
+
+    status, body, _ = invoke(_explain({"instances": [in_range, out_of_range]}, shape))
+
+    assert status == 200
+    kept, broken = body["explanations"]
+    for explanation in (kept, broken):
+        difference = explanation["probability"] - explanation["baseline_probability"]
+        gap = abs(sum(explanation["attributions"]) - difference)
+        assert explanation["completeness_gap"] == pytest.approx(gap, abs=1e-6)
+    assert kept["completeness_gap"] <= COMPLETENESS_TOLERANCE
+    assert kept["exceeds_tolerance"] is False
+    assert broken["completeness_gap"] > 0.5
+    assert broken["exceeds_tolerance"] is True
