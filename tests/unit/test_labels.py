@@ -302,3 +302,10 @@ def test_labels_truncated_gzip_json_lines_keep_each_row_once() -> None:
 
     assert _counts(rows) == (300, 300, ["damaged file"])
     assert rows[-1].row == 301
+
+
+@pytest.mark.parametrize("data", [b"\xef", b"\xef\xbb", b"\xef\xbb\xbf\xef"])
+def test_labels_a_file_of_a_broken_byte_order_mark_is_one_rejected_row(data: bytes) -> None:
+    rows = _parse(data)
+
+    assert [(r.row, type(r)) for r in rows] == [(1, RejectedRow)]

@@ -215,7 +215,9 @@ class _LabelText:
             self._inflated = _Inflated(buffered)
             binary = io.BufferedReader(self._inflated, buffer_size=READ_BUFFER_BYTES)
         # Bytes that are not UTF-8 become U+FFFD, and rows holding one are rejected by the parser.
-        self._text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
+        # Not "utf-8-sig": its decoder drops a file of one or two bytes that begin a byte-order
+        # mark (b"\xef") instead of replacing them; the mark is taken off the first line below.
+        self._text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
         self.lines_read = 0
         self.tail = ""
 
@@ -231,6 +233,8 @@ class _LabelText:
         ``tail``: it was not read whole, so it is no row of its own.
         """
         while chunk := list(itertools.islice(self._text, size)):
+            if self.lines_read == 0 and chunk[0].startswith("\ufeff"):
+                chunk[0] = chunk[0][1:]
             if self.damage is not None and not chunk[-1].endswith(("\n", "\r")):
                 self.tail = chunk.pop()
             self.lines_read += len(chunk)
