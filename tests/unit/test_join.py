@@ -85,6 +85,10 @@ def make_record(
     )
 
 
+def _buckets(counts: dict[str, Any]) -> dict[str, int]:
+    return {k: counts[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")}
+
+
 def test_join_messy_file_counts_add_up_to_rows_read() -> None:
     card = small_card()
     store = InMemoryPredictionStore(
@@ -295,13 +299,7 @@ def test_join_a_damaged_file_counts_its_rows_once_and_the_damage_as_one_rejected
     result = join_labels(labels, InMemoryPredictionStore(records), lambda n, v: card)
 
     counts = result.accounting()
-    assert {k: counts[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")} == {
-        "read": 301,
-        "matched": 300,
-        "unknown": 0,
-        "rejected": 1,
-        "duplicate": 0,
-    }
+    assert _buckets(counts) == dict(read=301, matched=300, unknown=0, rejected=1, duplicate=0)
     assert counts["balanced"] is True
     assert counts["rejected_reasons"] == {"damaged file": 1}
     assert counts["file_error"] is not None and "line 301" in counts["file_error"]
@@ -323,3 +321,45 @@ def test_join_balance_fails_when_a_row_goes_missing_between_the_lines_and_the_bu
     counts = result.accounting()
     assert (counts["read"], counts["matched"], counts["rejected"]) == (3, 2, 0)  # 'p1,' was lost
     assert counts["balanced"] is False
+
+
+def test_join_only_valid_labels_compete_for_an_id() -> None:
+    card = small_card()  # classes 0, 1, 2
+    records = {f"p{i}": make_record(card, f"p{i}", 0, T0) for i in range(5)}
+    text = "\n".join(
+        [
+            "id,label",
+            "p0,1",
+            "p0,cat",  # rejected; p0 keeps 1
+            "p1,cat",  # rejected; p1 takes 2
+            "p1,2",
+            "p2,0",  # a duplicate: the later valid 1 wins
+            "p2,1",
+            "p2,7",  # out of range: rejected
+            "p3,cat",
+            "p3,dog",  # no valid label at all: both rejected, p3 unmatched
+            "p4,1",
+            "p4,",  # empty: rejected by the parser
+            "ghost,cat",  # an unknown id: its labels cannot be judged, the last row counts
+            "ghost,1",
+        ]
+    )
+
+    result = join_labels(
+        read_labels(io.BytesIO(text.encode())), InMemoryPredictionStore(records), lambda n, v: card
+    )
+
+    counts = result.accounting()
+    assert _buckets(counts) == dict(read=13, matched=4, unknown=1, rejected=6, duplicate=2)
+    assert counts["balanced"] is True
+    assert sorted((r.row, r.raw) for r in result.rejected) == [
+        (3, "cat"),
+        (4, "cat"),
+        (8, "7"),
+        (9, "cat"),
+        (10, "dog"),
+        (12, "p4,"),
+    ]
+    assert counts["duplicate_rows_overridden"] == [6, 13]
+    matched = result.versions[("tiny", "0123456789ab")]
+    assert sorted(matched.y_true.tolist()) == [1, 1, 1, 2]  # p0, p2 and p4 are 1, p1 is 2

@@ -239,17 +239,31 @@ def test_labels_empty_and_blank_files_have_no_rows() -> None:
     assert _parse(b"id,label\r\n") == []
 
 
-@pytest.mark.parametrize("label", ["1", " 1 ", "1.0", "1e0", "01"])
+@pytest.mark.parametrize("label", ["1", " 1 ", "\t1\r", "1.0", "1.00"])
 def test_labels_spellings_of_one_name_the_same_class(label: str) -> None:
     assert LabelResolver(DIGITS).index(label) == 1
 
 
-@pytest.mark.parametrize("label", ["cat", "10", "-1", "1.5", "nan", "inf", ""])
+@pytest.mark.parametrize(
+    "label",
+    # "1e0" and "01" named class 1 through float() before; the rule is an integer without sign or
+    # leading zeros, optionally ".0..."; so does every other spelling float() took.
+    [
+        *("cat", "10", "-1", "1.5", "nan", "inf", "", "1e0", "01", "+1", "-0", "0_1", "\uff11", "\u0663"),
+        *("1.", ".0", "1.01", "0x1", "1 0", "\u00a01", "1" * 5000),
+    ],
+)
 def test_labels_anything_else_is_unknown(label: str) -> None:
     resolver = LabelResolver(DIGITS)
 
     assert resolver.index(label) is None
     assert resolver.reason(label).startswith("unknown label")
+
+
+def test_labels_are_trimmed_of_ascii_whitespace_only() -> None:
+    rows = _parse("id,label\na, 1\t\nb,\u00a02\u00a0\n".encode())
+
+    assert rows == [LabelRow(2, "a", "1"), LabelRow(3, "b", "\u00a02\u00a0")]
 
 
 def test_labels_class_names_win_over_indices() -> None:

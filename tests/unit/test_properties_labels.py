@@ -25,8 +25,8 @@ from truthwatch.join import join_labels as join
 
 CARD = small_card()
 RECORDED = {f"p{i}": make_record(CARD, f"p{i}", i % 3, T0) for i in range(10)}
-VALID_LABELS = ("0", "1", "2", " 1 ", "2.0", "1.0")
-INVALID_LABELS = ("cat", "3", "-1", "1.5", "nan")
+VALID_LABELS = ("0", "1", "2", " 1 ", "2.0", "1.0", "1.00")
+INVALID_LABELS = ("cat", "3", "-1", "1.5", "nan", "01", "1e0", "+1", "\uff11")
 IDS = tuple(RECORDED) + tuple(f"ghost-{i}" for i in range(5))
 
 
@@ -142,19 +142,31 @@ ROWS = st.lists(
 
 
 def _expected(rows: list[tuple[str, str]]) -> dict[str, int]:
-    """The buckets counted independently of the parser: empty labels first, then the last row wins."""
+    """The buckets counted independently of the parser and the join.
+
+    An empty label is rejected; among the rows of a recorded id only valid labels compete, the
+    last one wins and the earlier valid ones are duplicates, an invalid one is rejected; the rows of
+    an id never recorded cannot be judged, so the last is unknown and the earlier ones duplicates.
+    """
     parsed = [(i, label) for i, label in rows if label.strip()]
-    last = dict(parsed)
-    matched = sum(1 for i, label in last.items() if i in RECORDED and label in VALID_LABELS)
-    unknown = sum(1 for i in last if i not in RECORDED)
-    invalid = sum(1 for i, label in last.items() if i in RECORDED and label not in VALID_LABELS)
-    return {
+    counts = {
         "read": len(rows),
-        "matched": matched,
-        "unknown": unknown,
-        "rejected": (len(rows) - len(parsed)) + invalid,
-        "duplicate": len(parsed) - len(last),
+        "matched": 0,
+        "unknown": 0,
+        "rejected": len(rows) - len(parsed),
+        "duplicate": 0,
     }
+    for inference_id in dict.fromkeys(i for i, _ in parsed):
+        labels = [label for i, label in parsed if i == inference_id]
+        if inference_id not in RECORDED:
+            counts["unknown"] += 1
+            counts["duplicate"] += len(labels) - 1
+            continue
+        valid = [label for label in labels if label in VALID_LABELS]
+        counts["rejected"] += len(labels) - len(valid)
+        counts["matched"] += bool(valid)
+        counts["duplicate"] += max(len(valid) - 1, 0)
+    return counts
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

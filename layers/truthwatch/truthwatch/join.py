@@ -6,8 +6,8 @@ Every data row of a label file ends in exactly one bucket:
     malformed, a field missing, a label that names no class of the model, or a prediction record
     that cannot be used (its reason says which);
 ``duplicate``
-    an earlier row for an inference id that appears again later in the same file (the later row
-    wins);
+    an earlier row with a valid label for an inference id that has a later one in the same file
+    (the later valid row wins; a row whose label names no class is rejected and displaces nothing);
 ``unknown``
     no prediction is recorded under the inference id (never made, or expired by the table's TTL);
 ``matched``
@@ -65,7 +65,10 @@ BATCH_GET_KEYS = 100
 EXAMPLES_KEPT = 20
 """Row numbers (or ids) kept as examples per bucket in the report."""
 
-DUPLICATE_POLICY = "the last row for an inference id in the file wins; earlier rows count as duplicate"
+DUPLICATE_POLICY = (
+    "only valid labels compete: the last row of an inference id with a valid label wins and the earlier "
+    "ones count as duplicate; a row whose label names no class is rejected and displaces nothing"
+)
 
 
 class StoreUnavailableError(TruthwatchError):
@@ -83,13 +86,18 @@ class LabelSet:
     rows, label_codes
         For ``ids[i]``: the line number and the label code of its last row, shape ``(len(ids),)``;
         ``label_texts[code]`` is the label as written (trimmed).
+    earlier_rows, earlier_ids, earlier_codes
+        The rows a later row of the same id overrode, in row order: line number, index into
+        ``ids`` and label code. Which of an id's rows wins is settled by the join, once the labels
+        are checked against the card: only valid labels compete.
     rejected
         Rows refused by the parser.
     read
         Data rows read (blank lines and the CSV header are not rows), counted by the parser from
         the lines, apart from the buckets the rows end in.
     duplicate_rows
-        How many earlier rows a later row overrode; ``duplicate_examples`` holds the first of them.
+        How many earlier rows a later row overrode, before the labels are checked (the join's
+        ``duplicate`` counts only valid labels); ``duplicate_examples`` holds the first of them.
     file_error
         Why reading stopped early, when the file is damaged (its unreadable rest is one of the
         ``rejected`` rows).
@@ -99,6 +107,9 @@ class LabelSet:
     rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     label_codes: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     label_texts: list[str] = field(default_factory=list)
+    earlier_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    earlier_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    earlier_codes: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     rejected: list[RejectedRow] = field(default_factory=list)
     read: int = 0
     duplicate_rows: int = 0
@@ -151,15 +162,21 @@ def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
     labels.ids = list(latest)
     labels.rows = all_rows[winners]
     labels.duplicate_rows = len(ids) - len(latest)
-    if labels.duplicate_rows:
-        overridden = np.ones(len(ids), dtype=bool)
-        overridden[winners] = False
-        labels.duplicate_examples = all_rows[overridden][:EXAMPLES_KEPT].tolist()
 
     code_of = {text: code for code, text in enumerate(dict.fromkeys(texts))}
     codes = np.fromiter(map(code_of.__getitem__, texts), dtype=np.int32, count=len(texts))
     labels.label_texts = list(code_of)
     labels.label_codes = codes[winners]
+    if labels.duplicate_rows:
+        overridden = np.ones(len(ids), dtype=bool)
+        overridden[winners] = False
+        earlier = np.flatnonzero(overridden)
+        id_at = np.empty(len(ids), dtype=np.int64)
+        id_at[winners] = np.arange(len(winners))
+        labels.earlier_rows = all_rows[earlier]
+        labels.earlier_ids = id_at[[latest[ids[p]] for p in earlier.tolist()]]
+        labels.earlier_codes = codes[earlier]
+        labels.duplicate_examples = labels.earlier_rows[:EXAMPLES_KEPT].tolist()
     return labels
 
 
@@ -355,75 +372,70 @@ class MatchedRows:
         return np.floor_divide(self.predicted_at, 3600).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """The fitting rows of one batch of predictions of a version, inputs already binned."""
+
+    positions: npt.NDArray[np.int64]
+    y_pred: npt.NDArray[np.int64]
+    probabilities: npt.NDArray[np.float32]
+    confidence: npt.NDArray[np.float32]
+    predicted_at: npt.NDArray[np.float64]
+    bins: npt.NDArray[np.uint8] | None
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> _Chunk:
+        """The rows where ``mask`` is true."""
+        return _Chunk(
+            self.positions[mask],
+            self.y_pred[mask],
+            self.probabilities[mask],
+            self.confidence[mask],
+            self.predicted_at[mask],
+            None if self.bins is None else self.bins[mask],
+        )
+
+
 class _VersionBuilder:
     """Collects one model version's joined rows, batch by batch, into arrays."""
 
     def __init__(self, card: ModelCard, labels: LabelSet) -> None:
         self.card = card
-        self.labels = labels
         resolver = LabelResolver(card.class_names)
         self.resolver = resolver
         # One lookup per distinct label text, then a table lookup per row.
         self.true_index = np.asarray(
             [-1 if (i := resolver.index(text)) is None else i for text in labels.label_texts], dtype=np.int64
         )
-        self.chunks: dict[str, list[npt.NDArray[Any]]] = {
-            k: []
-            for k in ("y_true", "y_pred", "probabilities", "confidence", "predicted_at", "bins", "bins_hour")
-        }
-        self.rows_without_inputs = 0
+        self.chunks: list[_Chunk] = []
 
-    def add(self, columns: PredictionColumns, rejected: list[RejectedRow]) -> None:
-        """Append the usable rows of one batch; the others go to ``rejected`` with their reason."""
+    def add(self, columns: PredictionColumns) -> list[tuple[int, str]]:
+        """Keep the rows whose record fits the card; return ``(position, reason)`` of the others."""
         n_classes = len(self.card.class_names)
-        codes = self.labels.label_codes[columns.positions]
-        y_true = self.true_index[codes]
-        known = y_true >= 0
         fits = (
             (columns.probabilities.shape[1] == n_classes)
             & (columns.label_index >= 0)
             & (columns.label_index < n_classes)
         )
-        usable = known & fits
-        if not usable.all():
-            self._reject(columns, codes, known, fits, rejected)
-            columns = _take(columns, usable)
-            y_true = y_true[usable]
-
-        chunks = self.chunks
-        chunks["y_true"].append(y_true)
-        chunks["y_pred"].append(columns.label_index)
-        chunks["probabilities"].append(columns.probabilities)
-        chunks["confidence"].append(columns.confidence)
-        chunks["predicted_at"].append(columns.predicted_at)
-        bins = self._bins(columns)
-        if bins is None:
-            self.rows_without_inputs += len(columns)
-        else:
-            chunks["bins"].append(bins)
-            chunks["bins_hour"].append(np.floor_divide(columns.predicted_at, 3600).astype(np.int64))
-
-    def _reject(
-        self,
-        columns: PredictionColumns,
-        codes: npt.NDArray[np.int32],
-        known: npt.NDArray[np.bool_],
-        fits: npt.NDArray[np.bool_],
-        rejected: list[RejectedRow],
-    ) -> None:
-        texts = self.labels.label_texts
-        rows = self.labels.rows[columns.positions]
-        n_classes = len(self.card.class_names)
-        for i in np.flatnonzero(~(known & fits)).tolist():
-            text = texts[codes[i]]
-            if not known[i]:
-                reason = self.resolver.reason(text)
-            else:
-                reason = (
-                    f"prediction record holds {columns.probabilities.shape[1]} probabilities and class "
-                    f"index {columns.label_index[i]}, the model card {n_classes} classes"
-                )
-            rejected.append(RejectedRow(int(rows[i]), reason, text))
+        misfits = [
+            (
+                int(columns.positions[i]),
+                f"prediction record holds {columns.probabilities.shape[1]} probabilities and class "
+                f"index {columns.label_index[i]}, the model card {n_classes} classes",
+            )
+            for i in np.flatnonzero(~fits).tolist()
+        ]
+        if misfits:
+            columns = _take(columns, fits)
+        chunk = _Chunk(
+            columns.positions,
+            columns.label_index,
+            columns.probabilities,
+            columns.confidence,
+            columns.predicted_at,
+            self._bins(columns),
+        )
+        self.chunks.append(chunk)
+        return misfits
 
     def _bins(self, columns: PredictionColumns) -> npt.NDArray[np.uint8] | None:
         n_features = self.card.n_features
@@ -442,14 +454,40 @@ class _VersionBuilder:
         logger.debug("inputs of %d records do not fit the card's %d features", len(columns), n_features)
         return None
 
-    def build(self) -> MatchedRows:
-        """Concatenate the batches."""
+    def positions(self) -> npt.NDArray[np.int64]:
+        """Where in the label set's ids the rows of this version are."""
+        if not self.chunks:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([c.positions for c in self.chunks])
+
+    def build(self, y_true_of: npt.NDArray[np.int64]) -> MatchedRows:
+        """Concatenate the batches, keeping the ids whose labels gave a class (``y_true_of[id] >= 0``)."""
         n_classes = len(self.card.class_names)
-        chunks = self.chunks
+        parts: dict[str, list[npt.NDArray[Any]]] = {
+            k: []
+            for k in ("y_true", "y_pred", "probabilities", "confidence", "predicted_at", "bins", "bins_hour")
+        }
+        without_inputs = 0
+        for chunk in self.chunks:
+            y_true = y_true_of[chunk.positions]
+            keep = y_true >= 0
+            if not keep.all():  # some ids had no valid label; most chunks keep every row, uncopied
+                chunk = chunk.take(keep)
+                y_true = y_true[keep]
+            parts["y_true"].append(y_true)
+            parts["y_pred"].append(chunk.y_pred)
+            parts["probabilities"].append(chunk.probabilities)
+            parts["confidence"].append(chunk.confidence)
+            parts["predicted_at"].append(chunk.predicted_at)
+            if chunk.bins is None:
+                without_inputs += len(y_true)
+            else:
+                parts["bins"].append(chunk.bins)
+                parts["bins_hour"].append(np.floor_divide(chunk.predicted_at, 3600).astype(np.int64))
 
         def joined(name: str, dtype: Any, width: int | None = None) -> npt.NDArray[Any]:
-            if chunks[name]:
-                return np.concatenate(chunks[name]).astype(dtype, copy=False)
+            if parts[name]:
+                return np.concatenate(parts[name]).astype(dtype, copy=False)
             return np.zeros((0,) if width is None else (0, width), dtype=dtype)
 
         return MatchedRows(
@@ -461,13 +499,8 @@ class _VersionBuilder:
             predicted_at=joined("predicted_at", np.float64),
             bins=joined("bins", np.uint8, self.card.n_features),
             bins_hour=joined("bins_hour", np.int64),
-            rows_without_inputs=self.rows_without_inputs,
+            rows_without_inputs=without_inputs,
         )
-
-    @property
-    def rows(self) -> int:
-        """Rows collected so far."""
-        return sum(len(c) for c in self.chunks["y_true"])
 
 
 def _take(columns: PredictionColumns, mask: npt.NDArray[np.bool_]) -> PredictionColumns:
@@ -534,16 +567,25 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
     Parameters
     ----------
     labels
-        The parsed, de-duplicated rows of one file (from :func:`read_labels`).
+        The parsed rows of one file (from :func:`read_labels`).
     store
         Where predictions are read; ids it does not return are unknown.
     card_for
         The model card of ``(model name, version)``, or None when there is none; rows joined to a
         version without a card are rejected, since their labels cannot be checked.
+
+    Notes
+    -----
+    Only valid labels compete for an id: among the rows of an id joined to a usable prediction, a
+    row whose label names no class of the card is rejected, the last row with a valid label wins
+    and the earlier valid ones are duplicates. The rows of an id whose labels cannot be checked (no
+    prediction recorded, or one that cannot be used) count by position: the last row is unknown or
+    rejected with the prediction's reason, the earlier ones are duplicates.
     """
     rejected = list(labels.rejected)
     found = np.zeros(len(labels.ids), dtype=bool)
     builders: dict[tuple[str, str], _VersionBuilder | None] = {}
+    texts = labels.label_texts
 
     for columns in store.get_many(labels.ids):
         # A store answering an id twice must not count its row twice.
@@ -558,25 +600,82 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
         builder = builders[version]
         if builder is None:
             reason = f"no model card for {version[0]}/{version[1]}"
-            texts = labels.label_texts
-            rejected.extend(
-                RejectedRow(int(labels.rows[p]), reason, texts[labels.label_codes[p]])
-                for p in columns.positions.tolist()
-            )
+            refused = [(p, reason) for p in columns.positions.tolist()]
         else:
-            builder.add(columns, rejected)
+            refused = builder.add(columns)
+        rejected.extend(
+            RejectedRow(int(labels.rows[p]), reason, texts[labels.label_codes[p]]) for p, reason in refused
+        )
 
+    active = {v: b for v, b in builders.items() if b is not None}
+    settled = _settle(labels, list(active.values()), rejected)
+    versions = {v: matched for v, b in active.items() if (matched := b.build(settled.y_true)).rows}
     unknown = np.flatnonzero(~found)
-    versions = {v: b.build() for v, b in builders.items() if b is not None and b.rows}
     return JoinResult(
         read=labels.read,
         unknown=len(unknown),
-        duplicate=labels.duplicate_rows,
+        duplicate=settled.duplicate,
         rejected=rejected,
         versions=versions,
         unknown_examples=[labels.ids[i] for i in unknown[:EXAMPLES_KEPT].tolist()],
-        duplicate_examples=labels.duplicate_examples,
+        duplicate_examples=settled.duplicate_examples,
         file_error=labels.file_error,
+    )
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """Which row of every id counts, once labels are checked: its class, and the duplicates."""
+
+    y_true: npt.NDArray[np.int64]
+    duplicate: int
+    duplicate_examples: list[int]
+
+
+def _settle(labels: LabelSet, builders: list[_VersionBuilder], rejected: list[RejectedRow]) -> _Settled:
+    """Check every row's label against the card of its id's version; only valid labels compete.
+
+    ``y_true[id]`` is the class of the winning row, or -1 when the id has no valid label or cannot
+    be judged. Rows with an invalid label are appended to ``rejected``.
+    """
+    n_ids = len(labels.ids)
+    # The class each row's label names: -1 none, -2 not judged (no usable prediction for the id).
+    last_class = np.full(n_ids, -2, dtype=np.int64)
+    earlier_class = np.full(len(labels.earlier_rows), -2, dtype=np.int64)
+    owner = np.full(n_ids, -1, dtype=np.int64)
+    for index, builder in enumerate(builders):
+        mine = builder.positions()
+        owner[mine] = index
+        last_class[mine] = builder.true_index[labels.label_codes[mine]]
+    earlier_owner = owner[labels.earlier_ids]
+    for index, builder in enumerate(builders):
+        mine = earlier_owner == index
+        earlier_class[mine] = builder.true_index[labels.earlier_codes[mine]]
+
+    # An id whose last label is invalid takes its latest valid earlier row, if it has one.
+    y_true = np.where(last_class >= 0, last_class, -1)
+    fallback = np.flatnonzero((earlier_class >= 0) & (last_class[labels.earlier_ids] == -1))
+    latest = np.full(n_ids, -1, dtype=np.int64)
+    np.maximum.at(latest, labels.earlier_ids[fallback], fallback)
+    takes = np.flatnonzero(latest >= 0)
+    y_true[takes] = earlier_class[latest[takes]]
+    won = np.zeros(len(labels.earlier_rows), dtype=bool)
+    won[latest[takes]] = True
+
+    texts = labels.label_texts
+    for i in np.flatnonzero(last_class == -1).tolist():
+        text = texts[labels.label_codes[i]]
+        rejected.append(RejectedRow(int(labels.rows[i]), builders[owner[i]].resolver.reason(text), text))
+    for i in np.flatnonzero(earlier_class == -1).tolist():
+        text = texts[labels.earlier_codes[i]]
+        reason = builders[earlier_owner[i]].resolver.reason(text)
+        rejected.append(RejectedRow(int(labels.earlier_rows[i]), reason, text))
+
+    duplicate = (earlier_class == -2) | ((earlier_class >= 0) & ~won)
+    return _Settled(
+        y_true=y_true,
+        duplicate=int(duplicate.sum()),
+        duplicate_examples=labels.earlier_rows[duplicate][:EXAMPLES_KEPT].tolist(),
     )
 
 

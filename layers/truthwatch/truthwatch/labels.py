@@ -47,6 +47,7 @@ import io
 import itertools
 import json
 import math
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ LABEL_FIELDS = ("label", "groundtruth", "ytrue")
 _ID_ALIASES = ("inference_id", "inferenceId", "id")
 _LABEL_ALIASES = ("label", "ground_truth", "y_true")
 _NOT_UTF8 = "\ufffd"
+ASCII_SPACE = " \t\n\r\x0b\x0c"
+"""What is trimmed from a label: ASCII whitespace only, so ``"\\u00a01"`` is not the label ``"1"``."""
+_INDEX = re.compile(r"(0|[1-9][0-9]{0,17})(?:\.0+)?")
+"""A class index as a label may write it: ASCII digits, no sign, no leading zero, maybe ``.0...``."""
 
 
 class LabelStreamError(TruthwatchError):
@@ -444,7 +449,7 @@ class _CsvColumns:
         for number, fields in records:
             if len(fields) >= width:
                 inference_id = fields[id_at].strip()
-                label = fields[label_at].strip()
+                label = fields[label_at].strip(ASCII_SPACE)
                 if inference_id and label and len(inference_id) <= short:
                     rows.append(number)
                     ids.append(inference_id)
@@ -480,7 +485,7 @@ def _reject_every_line(chunks: Iterable[list[str]], offset: int, reason: str) ->
 
 def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> ParsedRow:
     inference_id = inference_id.strip()
-    label = label.strip()
+    label = label.strip(ASCII_SPACE)
     short = len(inference_id) <= MAX_ID_BYTES // 4  # at most 4 bytes a character in UTF-8
     if inference_id and label and short and _NOT_UTF8 not in label + inference_id:
         return LabelRow(row, inference_id, label)
@@ -528,7 +533,7 @@ def _json_lines(lines: list[str], before: int) -> LabelBatch:
             continue
         pair = _plain_pair(document)
         if pair is not None:
-            inference_id, label = pair[0].strip(), pair[1].strip()
+            inference_id, label = pair[0].strip(), pair[1].strip(ASCII_SPACE)
             if inference_id and label and len(inference_id) <= short:
                 rows.append(number)
                 ids.append(inference_id)
@@ -618,10 +623,13 @@ def _json_text(value: Any, what: str) -> tuple[str, str | None]:
 class LabelResolver:
     """Turns label text into a class index of one model card.
 
-    A label names class ``i`` when, in this order: its trimmed text is ``class_names[i]``; or it is
-    a number with an integral value ``n`` (``1``, ``1.0``, ``" 1 "``) and ``str(n)`` is
-    ``class_names[i]``; or that ``n`` is a valid index ``0 <= n < len(class_names)``. Anything else
-    is unknown. Answers are cached, since a file repeats the same few labels.
+    After trimming ASCII whitespace, a label names class ``i`` when, in this order: it is
+    ``class_names[i]``; or it is an integer ``n`` written in ASCII digits without sign or leading
+    zeros, maybe followed by ``.`` and zeros (``1``, ``1.0``, ``1.00``), and ``str(n)`` is
+    ``class_names[i]``; or that ``n`` is a valid index ``0 <= n < len(class_names)``. So ``"1"``,
+    ``" 1 "``, ``1`` and ``1.0`` (JSON numbers become ``"1"`` and ``"1.0"``) name the same class,
+    and ``"01"``, ``"+1"``, ``"1e0"``, ``"-0"``, ``"1_0"`` or digits of other scripts name none.
+    Answers are cached, since a file repeats the same few labels.
     """
 
     def __init__(self, class_names: tuple[str, ...]) -> None:
@@ -649,21 +657,17 @@ class LabelResolver:
         )
 
     def _resolve(self, label: str) -> int | None:
-        text = label.strip()
+        text = label.strip(ASCII_SPACE)
         if text in self._by_name:
             return self._by_name[text]
-        try:
-            number = float(text)
-        except ValueError:
+        written = _INDEX.fullmatch(text)
+        if written is None:
             return None
-        if not math.isfinite(number) or not number.is_integer():
-            return None
+        number = written[1]
+        if number in self._by_name:
+            return self._by_name[number]
         integral = int(number)
-        if str(integral) in self._by_name:
-            return self._by_name[str(integral)]
-        if 0 <= integral < len(self._class_names):
-            return integral
-        return None
+        return integral if integral < len(self._class_names) else None
 
 
 def rejected_jsonl(rows: Iterable[RejectedRow]) -> bytes:
