@@ -1,11 +1,16 @@
 """Size, accuracy and latency of each exported TFLite variant, and the cost of one explanation.
 
-Run with ``make bench`` (after ``make train``); writes ``bench/results/variants.json``.
+Run with ``make bench`` (after ``make train``); writes ``bench/results/variants.json`` with the
+load average before and after, since other suites share the machine's cores and the figures move
+with the load. The explanation figure is the integrated-gradients computation alone (one
+``predict_proba`` call of 4,096 rows and the sums); ``bench/bench_inference.py`` times ``/explain``
+through the handler.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -41,6 +46,7 @@ def _timings_ms(func, repeats: int) -> dict[str, float]:  # type: ignore[no-unty
 
 def main() -> int:
     """Measure every shipped variant of the LATEST export and record the figures."""
+    load_before = os.getloadavg()
     folder = resolve_model_dir(MODEL_ROOT)
     split = load_digits_split()
     one, batch = split.x_heldout[:1], np.resize(split.x_heldout, (1024, 64))
@@ -67,9 +73,16 @@ def main() -> int:
     explain = _timings_ms(
         lambda: integrated_gradients(float_runtime.predict_proba, split.x_heldout[0], 0), 50
     )
+    load_after = os.getloadavg()
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+        },
         "model_version": float_runtime.card.version,
         "variants": rows,
         "explain_one_row_float32": explain,
@@ -88,6 +101,7 @@ def main() -> int:
         else:
             print(f"{row['variant']:<15}{row['bytes']:>8}  not shipped: {row['note']}")
     print(f"explanation of one row (float32): p50 {explain['p50_ms']:.2f} ms, p99 {explain['p99_ms']:.2f} ms")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print(f"recorded in {RESULTS}")
     return 0
 
