@@ -18,9 +18,12 @@ notification for a gzip CSV under ``labels/``):
 
 - ``known``: a one-million-row label file whose first ``--recorded`` ids (default 100,000) are
   recorded predictions in ``PredictionsTable`` and the rest are not;
-- ``unknown``: a one-million-row label file of which no id is recorded.
+- ``unknown``: a one-million-row label file of which no id is recorded;
+- ``rejected``: a one-million-row label file of three columns (about 230 bytes a row) whose header
+  names no id column, so every line, the header too, is rejected and written to ``rejected/``.
 
-The row accounting must add up to 1,000,000 (asserted). Two compromises keep the run within
+The row accounting must add up to the lines of the file (asserted): 1,000,000, and 1,000,001 for
+``rejected``, whose header line is a rejected row too. Two compromises keep the run within
 minutes, both measured and recorded in the results:
 
 - moto 5.2 answers ``BatchGetItem`` through its generic response serializer, about 2.7 ms per
@@ -46,15 +49,19 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import gzip
 import io
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -302,6 +309,25 @@ def _label_body(ids: list[str], labels: list[str]) -> bytes:
     return gzip.compress(out.getvalue().encode(), compresslevel=6)
 
 
+def _rejected_body(rows: int) -> bytes:
+    """A gzip CSV of three columns, about 230 bytes a row, whose header names no inference id column.
+
+    Compressed 10,000 rows at a time, so the 230 MB of text never sit in this process at once.
+    """
+    note = "scanned at the front desk; operator checked the digit against the paper form " * 2
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6) as out:
+        out.write(b"request,label,comment\n")
+        for start in range(0, rows, 10_000):
+            block = range(start, min(start + 10_000, rows))
+            out.write(
+                "".join(
+                    f"0190a1b2-eeee-7{i >> 24:03x}-8000-{i:012x},{i % 10},{note}{i:08d}\n" for i in block
+                ).encode()
+            )
+    return buffer.getvalue()
+
+
 def _environment() -> dict[str, str]:
     return {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -348,7 +374,11 @@ def _s3_event(key: str, size: int, etag: str) -> dict[str, Any]:
 
 
 def metrics_child(case: str, recorded: int) -> dict[str, Any]:
-    """Runs in the measured process: one label file of a million rows through the real handler."""
+    """Runs in the measured process: one label file of a million rows through the real handler.
+
+    moto runs in this process, unless ``AWS_ENDPOINT_URL`` names a moto server (the ``rejected``
+    case: moto would otherwise hold the 350 MB ``rejected/`` object here, counted as the handler's).
+    """
     from moto import mock_aws
 
     from truthwatch.card import read_card
@@ -357,16 +387,21 @@ def metrics_child(case: str, recorded: int) -> dict[str, Any]:
     os.environ.update(_environment())
     _patch_moto_batch_get()
     card = read_card(resolve_model_dir(MODEL_DIR))
-    with mock_aws():
+    with contextlib.nullcontext() if os.environ.get("AWS_ENDPOINT_URL") else mock_aws():
         s3 = _create_resources(card)
+        filled: dict[str, Any] = {"labels": [], "fill_s": 0.0}
         if case == "known":
             ids = _ids("0000", LABEL_ROWS)
             filled = _fill_predictions(ids[:recorded], card)
-        else:
+            body = _label_body(ids, filled["labels"])
+            del ids, filled["labels"]
+        elif case == "unknown":
             ids, recorded = _ids("ffff", LABEL_ROWS), 0
-            filled = {"labels": [], "fill_s": 0.0}
-        body = _label_body(ids, filled["labels"])
-        del ids, filled["labels"]
+            body = _label_body(ids, filled["labels"])
+            del ids
+        else:
+            recorded = 0
+            body = _rejected_body(LABEL_ROWS)
         key = f"labels/limits/{case}.csv.gz"
         etag = s3.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
         event = _s3_event(key, len(body), etag)
@@ -381,6 +416,7 @@ def metrics_child(case: str, recorded: int) -> dict[str, Any]:
         wall = time.perf_counter() - t0
         peak = _peak_mb()
         listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="reports/").get("KeyCount", 0)
+        rejected_file = s3.head_object(Bucket=BUCKET, Key=f"rejected/{key}.jsonl")["ContentLength"]
 
     summary = outcome["processed"][0]
     counts = {k: summary[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")}
@@ -393,6 +429,7 @@ def metrics_child(case: str, recorded: int) -> dict[str, Any]:
         "counts": counts,
         "balanced": counts["read"] == sum(v for k, v in counts.items() if k != "read"),
         "reports_written": listed,
+        "rejected_file_bytes": rejected_file,
         "data_points": summary["data_points"],
         "wall_s": round(wall, 2),
         "moto_batch_get_calls": int(MOTO_BATCH_GET["calls"]),
@@ -418,15 +455,7 @@ def import_child() -> dict[str, Any]:
 
 
 def _run(*args: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        **(settings or {}),
-        "MODEL_DIR": str(MODEL_DIR),
-        "MODEL_BACKEND": "litert",
-        "POWERTOOLS_SERVICE_NAME": "truthwatch-inference",
-        "PYTHONPATH": str(ROOT),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+    inherited = dict(os.environ)
     for name in (
         "PREDICTIONS_TABLE",
         "DATA_BUCKET",
@@ -434,7 +463,16 @@ def _run(*args: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
         "LAMBDA_TASK_ROOT",
         "_X_AMZN_TRACE_ID",
     ):
-        env.pop(name, None)
+        inherited.pop(name, None)
+    env = {
+        **inherited,
+        **(settings or {}),
+        "MODEL_DIR": str(MODEL_DIR),
+        "MODEL_BACKEND": "litert",
+        "POWERTOOLS_SERVICE_NAME": "truthwatch-inference",
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     done = subprocess.run(
         [sys.executable, __file__, "--child", *args], env=env, cwd=ROOT, capture_output=True, text=True
     )
@@ -442,6 +480,34 @@ def _run(*args: str, settings: dict[str, str] | None = None) -> dict[str, Any]:
         raise RuntimeError(f"child {args} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
+
+
+@contextlib.contextmanager
+def _moto_server() -> Iterator[str]:
+    """A moto server in a process of its own, for the length of the block; yields its endpoint."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _template_settings() -> dict[str, dict[str, int]]:
@@ -473,8 +539,16 @@ def _check(inference: dict[str, Any], metrics: list[dict[str, Any]]) -> list[str
         if cases[name]["status"] != 413:
             problems.append(f"inference {name} answered {cases[name]['status']}, expected 413")
     for run in metrics:
-        if run["counts"]["read"] != LABEL_ROWS or not run["balanced"]:
-            problems.append(f"metrics {run['case']}: rows do not add up to {LABEL_ROWS}: {run['counts']}")
+        lines = LABEL_ROWS + (run["case"] == "rejected")  # the header line is a rejected row there
+        if run["counts"]["read"] != lines or not run["balanced"]:
+            problems.append(f"metrics {run['case']}: rows do not add up to {lines}: {run['counts']}")
+        if run["case"] == "rejected" and run["counts"]["rejected"] != lines:
+            problems.append(f"metrics rejected: {run['counts']['rejected']} rejected of {lines} lines")
+        if run["estimated_lambda_mb"] > run["memory_size_mb"]:
+            problems.append(
+                f"metrics {run['case']}: {run['estimated_lambda_mb']} MB estimated, MemorySize "
+                f"{run['memory_size_mb']} MB"
+            )
         if run["counts"]["matched"] != run["recorded"]:
             problems.append(
                 f"metrics {run['case']}: matched {run['counts']['matched']}, recorded {run['recorded']}"
@@ -500,14 +574,15 @@ def _print(record: dict[str, Any]) -> None:
     metrics = settings["MetricsFunction"]
     print(f"\nMetricsFunction: MemorySize {metrics['MemorySize']} MB, Timeout {metrics['Timeout']} s")
     print(
-        f"{'case':<9}{'recorded':>9}{'read':>9}{'matched':>9}{'unknown':>9}{'wall s':>8}"
+        f"{'case':<9}{'recorded':>9}{'read':>9}{'matched':>9}{'unknown':>9}{'rejected':>9}{'wall s':>8}"
         f"{'peak MB':>9}{'work MB':>9}{'est. MB':>9}"
     )
     for run in record["metrics"]:
         c = run["counts"]
         print(
             f"{run['case']:<9}{run['recorded']:>9}{c['read']:>9}{c['matched']:>9}{c['unknown']:>9}"
-            f"{run['wall_s']:>8}{run['peak_rss_mb']:>9}{run['work_mb']:>9}{run['estimated_lambda_mb']:>9}"
+            f"{c['rejected']:>9}{run['wall_s']:>8}{run['peak_rss_mb']:>9}{run['work_mb']:>9}"
+            f"{run['estimated_lambda_mb']:>9}"
         )
     print(f"metrics handler loaded alone: {record['metrics_import_mb']} MB")
     machine = record["machine"]
@@ -530,10 +605,13 @@ def main() -> int:
     limits = {name: str(template["InferenceFunction"][name]) for name in LIMIT_VARIABLES}
     inference = _run("inference", settings=limits)
     imported = _run("import")["import_mb"]
-    metrics = [_run("metrics", "known", str(args.recorded)), _run("metrics", "unknown", "0")]
+    metrics = [_run("metrics", case, str(args.recorded)) for case in ("known", "unknown")]
+    with _moto_server() as endpoint:
+        metrics.append(_run("metrics", "rejected", "0", settings={"AWS_ENDPOINT_URL": endpoint}))
     load_after = os.getloadavg()
     for run in metrics:
         run["estimated_lambda_mb"] = round(imported + run["work_mb"], 1)
+        run["memory_size_mb"] = template["MetricsFunction"]["MemorySize"]
         run["timeout_s"] = template["MetricsFunction"]["Timeout"]
 
     record = {
@@ -550,6 +628,10 @@ def main() -> int:
             "metrics_known": (
                 f"{LABEL_ROWS} label rows; the first {args.recorded} ids are recorded predictions, the rest "
                 "unknown (moto's DynamoDB is too slow to fill and read a million items in minutes)"
+            ),
+            "metrics_rejected": (
+                f"{LABEL_ROWS} rows of three columns (about 230 bytes each) under a header naming no id "
+                "column: every line, the header too, is rejected and written to rejected/"
             ),
             "moto_batch_get_item": "answered with moto's dynamo_json_dump instead of its generic serializer",
             "moto_fill": "items put into moto's table object directly, not through BatchWriteItem",

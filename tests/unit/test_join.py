@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -363,3 +364,22 @@ def test_join_only_valid_labels_compete_for_an_id() -> None:
     assert counts["duplicate_rows_overridden"] == [6, 13]
     matched = result.versions[("tiny", "0123456789ab")]
     assert sorted(matched.y_true.tolist()) == [1, 1, 1, 2]  # p0, p2 and p4 are 1, p1 is 2
+
+
+def test_join_rejected_rows_wait_on_disk_not_in_memory() -> None:
+    note = "x" * 200
+    text = "request,label,comment\n" + "".join(f"r-{i},{i % 10},{note}\n" for i in range(100_000))
+    body = io.BytesIO(text.encode())
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        labels = read_labels(body)  # no id column: every line is rejected
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+    assert (labels.read, len(labels.rejected)) == (100_001, 100_001)
+    assert held < 4_000_000  # about 26 MB of rejected rows (text and reason) are not held
+    rows = list(labels.rejected)
+    assert [r.row for r in rows[:3]] == [1, 2, 3] and rows[-1].raw == f"r-99999,9,{note}"

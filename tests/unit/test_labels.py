@@ -8,6 +8,7 @@ import json
 import zlib
 from typing import Any
 
+import numpy as np
 import pytest
 from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 from urllib3.exceptions import ProtocolError
@@ -17,6 +18,7 @@ from truthwatch.labels import (
     LabelRow,
     LabelStreamError,
     RejectedRow,
+    RejectedRows,
     parse_label_batches,
     parse_label_stream,
     rejected_jsonl,
@@ -323,3 +325,26 @@ def test_labels_a_file_of_a_broken_byte_order_mark_is_one_rejected_row(data: byt
     rows = _parse(data)
 
     assert [(r.row, type(r)) for r in rows] == [(1, RejectedRow)]
+
+
+def test_labels_rejected_rows_from_reading_and_from_the_join_come_back_in_row_order() -> None:
+    read = [RejectedRow(2, "missing label", "a,"), RejectedRow(7, 'bad "x"', "é\n"), RejectedRow(9, "m", "")]
+    with RejectedRows(texts=["cat", "7"]) as rows:
+        rows.extend(read[:2])
+        rows.extend(read[2:])
+        rows.reject(np.array([8, 1]), np.array([0, 1], dtype=np.int32), "unknown label")
+        rows.reject(np.array([5]), np.array([0], dtype=np.int32), np.array([rows.reason_id("no card")]))
+        joined = [RejectedRow(8, "unknown label", "cat"), RejectedRow(1, "unknown label", "7")]
+        expected = rejected_jsonl([*read, *joined, RejectedRow(5, "no card", "cat")])
+
+        assert rows.jsonl().read() == expected
+        assert list(rows) == [json_row(line) for line in expected.decode().splitlines()]
+        assert (len(rows), rows.kinds()) == (
+            6,
+            {"unknown label": 2, "missing label": 1, "bad": 1, "m": 1, "no card": 1},
+        )
+
+
+def json_row(line: str) -> RejectedRow:
+    entry = json.loads(line)
+    return RejectedRow(entry["row"], entry["reason"], entry["raw"])

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,7 +47,7 @@ from truthwatch.labels import (
     LabelResolver,
     ParsedRow,
     Readable,
-    RejectedRow,
+    RejectedRows,
     parse_label_batches,
 )
 from truthwatch.records import CAPTURE_MODES, CaptureMode, PredictionRecord
@@ -91,7 +89,8 @@ class LabelSet:
         ``ids`` and label code. Which of an id's rows wins is settled by the join, once the labels
         are checked against the card: only valid labels compete.
     rejected
-        Rows refused by the parser.
+        Rows refused by the parser, waiting in a temporary file (see :class:`RejectedRows`); the join
+        adds its own and hands the same object on in :class:`JoinResult`.
     read
         Data rows read (blank lines and the CSV header are not rows), counted by the parser from
         the lines, apart from the buckets the rows end in.
@@ -110,7 +109,7 @@ class LabelSet:
     earlier_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     earlier_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     earlier_codes: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    rejected: list[RejectedRow] = field(default_factory=list)
+    rejected: RejectedRows = field(default_factory=RejectedRows)
     read: int = 0
     duplicate_rows: int = 0
     duplicate_examples: list[int] = field(default_factory=list)
@@ -150,7 +149,7 @@ def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
         rows += batch.rows
         ids += batch.ids
         texts += batch.labels
-        labels.rejected += batch.rejected
+        labels.rejected.extend(batch.rejected)
         labels.read += batch.read
         labels.file_error = batch.damage or labels.file_error
 
@@ -166,6 +165,7 @@ def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
     code_of = {text: code for code, text in enumerate(dict.fromkeys(texts))}
     codes = np.fromiter(map(code_of.__getitem__, texts), dtype=np.int32, count=len(texts))
     labels.label_texts = list(code_of)
+    labels.rejected.texts = labels.label_texts
     labels.label_codes = codes[winners]
     if labels.duplicate_rows:
         overridden = np.ones(len(ids), dtype=bool)
@@ -524,7 +524,7 @@ class JoinResult:
     read: int
     unknown: int
     duplicate: int
-    rejected: list[RejectedRow]
+    rejected: RejectedRows
     versions: dict[tuple[str, str], MatchedRows]
     unknown_examples: list[str]
     duplicate_examples: list[int]
@@ -537,7 +537,6 @@ class JoinResult:
 
     def accounting(self) -> dict[str, Any]:
         """The row counts, the reasons of rejected rows by kind, and a few examples."""
-        reasons = Counter(_reason_kind(r.reason) for r in self.rejected)
         return {
             "read": self.read,
             "matched": self.matched,
@@ -545,17 +544,12 @@ class JoinResult:
             "rejected": len(self.rejected),
             "duplicate": self.duplicate,
             "balanced": self.read == self.matched + self.unknown + len(self.rejected) + self.duplicate,
-            "rejected_reasons": dict(reasons.most_common()),
+            "rejected_reasons": self.rejected.kinds(),
             "unknown_examples": self.unknown_examples,
             "duplicate_rows_overridden": self.duplicate_examples,
             "duplicate_policy": DUPLICATE_POLICY,
             "file_error": self.file_error,
         }
-
-
-def _reason_kind(reason: str) -> str:
-    """The reason without the row-specific detail in quotes or parentheses."""
-    return re.split(r" \(| '| \"|: ", reason, maxsplit=1)[0]
 
 
 CardLookup = Callable[[str, str], "ModelCard | None"]
@@ -582,10 +576,9 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
     prediction recorded, or one that cannot be used) count by position: the last row is unknown or
     rejected with the prediction's reason, the earlier ones are duplicates.
     """
-    rejected = list(labels.rejected)
+    rejected = labels.rejected
     found = np.zeros(len(labels.ids), dtype=bool)
     builders: dict[tuple[str, str], _VersionBuilder | None] = {}
-    texts = labels.label_texts
 
     for columns in store.get_many(labels.ids):
         # A store answering an id twice must not count its row twice.
@@ -599,13 +592,13 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
             builders[version] = _VersionBuilder(card, labels) if card is not None else None
         builder = builders[version]
         if builder is None:
-            reason = f"no model card for {version[0]}/{version[1]}"
-            refused = [(p, reason) for p in columns.positions.tolist()]
+            positions = columns.positions
+            reasons: npt.NDArray[np.int32] | str = f"no model card for {version[0]}/{version[1]}"
         else:
-            refused = builder.add(columns)
-        rejected.extend(
-            RejectedRow(int(labels.rows[p]), reason, texts[labels.label_codes[p]]) for p, reason in refused
-        )
+            misfits = builder.add(columns)
+            positions = np.asarray([p for p, _ in misfits], dtype=np.int64)
+            reasons = np.asarray([rejected.reason_id(r) for _, r in misfits], dtype=np.int32)
+        rejected.reject(labels.rows[positions], labels.label_codes[positions], reasons)
 
     active = {v: b for v, b in builders.items() if b is not None}
     settled = _settle(labels, list(active.values()), rejected)
@@ -632,7 +625,7 @@ class _Settled:
     duplicate_examples: list[int]
 
 
-def _settle(labels: LabelSet, builders: list[_VersionBuilder], rejected: list[RejectedRow]) -> _Settled:
+def _settle(labels: LabelSet, builders: list[_VersionBuilder], rejected: RejectedRows) -> _Settled:
     """Check every row's label against the card of its id's version; only valid labels compete.
 
     ``y_true[id]`` is the class of the winning row, or -1 when the id has no valid label or cannot
@@ -662,14 +655,16 @@ def _settle(labels: LabelSet, builders: list[_VersionBuilder], rejected: list[Re
     won = np.zeros(len(labels.earlier_rows), dtype=bool)
     won[latest[takes]] = True
 
-    texts = labels.label_texts
-    for i in np.flatnonzero(last_class == -1).tolist():
-        text = texts[labels.label_codes[i]]
-        rejected.append(RejectedRow(int(labels.rows[i]), builders[owner[i]].resolver.reason(text), text))
-    for i in np.flatnonzero(earlier_class == -1).tolist():
-        text = texts[labels.earlier_codes[i]]
-        reason = builders[earlier_owner[i]].resolver.reason(text)
-        rejected.append(RejectedRow(int(labels.earlier_rows[i]), reason, text))
+    for index, builder in enumerate(builders):
+        for rows, codes, classes, owners in (
+            (labels.rows, labels.label_codes, last_class, owner),
+            (labels.earlier_rows, labels.earlier_codes, earlier_class, earlier_owner),
+        ):
+            refused = np.flatnonzero((classes == -1) & (owners == index))
+            texts, inverse = np.unique(codes[refused], return_inverse=True)
+            reason_ids = [rejected.reason_id(builder.resolver.reason(labels.label_texts[t])) for t in texts]
+            reasons = np.asarray(reason_ids, dtype=np.int32)[inverse]
+            rejected.reject(rows[refused], codes[refused], reasons)
 
     duplicate = (earlier_class == -2) | ((earlier_class >= 0) & ~won)
     return _Settled(

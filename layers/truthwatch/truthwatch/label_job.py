@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -30,7 +31,6 @@ from truthwatch.join import (
     join_labels,
     read_labels,
 )
-from truthwatch.labels import rejected_jsonl
 from truthwatch.notifications import LabelObject
 from truthwatch.publish import MetricPoint, hour_start, metric_data, put_metric_data, split_by_age
 from truthwatch.quality import HOURLY_METRICS, Quality, assess_quality, confusion_counts, label_scores
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
 logger = logging.getLogger(__name__)
+
+REJECTED_UPLOAD = TransferConfig(max_concurrency=2)
+"""``rejected/`` goes up in parts of 8 MB, two at a time: at most a few parts are held in memory."""
 
 _FILE_COUNTS = ("labels_read", "labels_unknown", "labels_rejected", "labels_duplicate")
 _VERSION_METRICS = tuple(
@@ -110,17 +113,18 @@ def process_label_object(
         return {"status": "gone", "key": obj.key}
 
     labels = read_labels(body)
-    store = store or DynamoDBPredictionStore(services.dynamodb, services.predictions_table)
-    result = join_labels(labels, store, CardCache(services.s3, services.data_bucket))
+    with labels.rejected:  # the rejected rows wait in a temporary file until written
+        store = store or DynamoDBPredictionStore(services.dynamodb, services.predictions_table)
+        result = join_labels(labels, store, CardCache(services.s3, services.data_bucket))
 
-    model_names = _model_names(result, services)
-    reports, points, stale = assess_join(obj, result, now)
-    points.extend(_count_points(result, model_names, now))
-    fresh, too_old = split_by_age(points, now)
-    stale.extend(too_old)
+        model_names = _model_names(result, services)
+        reports, points, stale = assess_join(obj, result, now)
+        points.extend(_count_points(result, model_names, now))
+        fresh, too_old = split_by_age(points, now)
+        stale.extend(too_old)
 
-    data = metric_data(fresh)
-    written = _write(obj, result, reports, stale, len(data), services, now)
+        data = metric_data(fresh)
+        written = _write(obj, result, reports, stale, len(data), services, now)
     calls = put_metric_data(services.cloudwatch, data, services.namespace)
 
     summary = {
@@ -391,11 +395,15 @@ def _write(
 
     if result.rejected:
         key = rejected_key(obj.key)
-        services.s3.put_object(
-            Bucket=services.data_bucket,
-            Key=key,
-            Body=rejected_jsonl(result.rejected),
-            ContentType="application/x-ndjson",
+        # Streamed from the temporary file: a part at a time above the multipart threshold (8 MB), so
+        # a million rejected rows never sit in memory whole. Fewer parts in flight than the
+        # default ten keep that buffer small.
+        services.s3.upload_fileobj(
+            result.rejected.jsonl(),
+            services.data_bucket,
+            key,
+            ExtraArgs={"ContentType": "application/x-ndjson"},
+            Config=REJECTED_UPLOAD,
         )
         written.append(key)
     return written

@@ -48,10 +48,16 @@ import itertools
 import json
 import math
 import re
+import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from truthwatch.errors import TruthwatchError
 
@@ -674,3 +680,177 @@ def rejected_jsonl(rows: Iterable[RejectedRow]) -> bytes:
     """The ``rejected/`` object: one JSON object per line, in row order."""
     ordered = sorted(rows, key=lambda r: r.row)
     return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in ordered).encode("utf-8")
+
+
+def reason_kind(reason: str) -> str:
+    """The reason without the row-specific detail in quotes or parentheses."""
+    return re.split(r" \(| '| \"|: ", reason, maxsplit=1)[0]
+
+
+SPOOL_BLOCK_BYTES = 1 << 20
+"""How much of ``rejected/`` is handed on at a time when it is read back."""
+
+
+class RejectedRows:
+    """Every rejected row of one label file: counted in memory, the rows themselves in a temporary file.
+
+    A file that is mostly refused would otherwise hold an object, its text and its reason per row
+    until the end (a million rows of 230 bytes went over a gigabyte). Rows refused while reading
+    come in row order and are written at once as the JSON lines of ``rejected/`` to a temporary
+    file (``tempfile``'s directory: ``/tmp`` on Lambda), keeping only their row numbers (8 bytes
+    each). Rows refused at the join are kept as three integer arrays (row, label text code, reason
+    code), since their texts and reasons are few and shared. :meth:`jsonl` merges both in row
+    order, a block at a time.
+
+    ``texts`` are the label texts the join's codes refer to. Close it (or use it as a context
+    manager) to free the file; it is removed when closed.
+    """
+
+    def __init__(self, texts: Sequence[str] = ()) -> None:
+        self.texts = texts
+        self._spool: IO[bytes] | None = None
+        self._spooled_rows = array("q")
+        self._by_reason: Counter[str] = Counter()
+        self._reason_json: dict[str, str] = {}
+        self._reasons: list[str] = []
+        self._reason_ids: dict[str, int] = {}
+        self._joined: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32]]] = []
+
+    def __len__(self) -> int:
+        return len(self._spooled_rows) + sum(len(rows) for rows, _, _ in self._joined)
+
+    def __iter__(self) -> Iterator[RejectedRow]:
+        """The rows in row order, read back from the file (for tests and small files)."""
+        for block in self._blocks():
+            for line in block.decode("utf-8").splitlines():
+                entry = json.loads(line)
+                yield RejectedRow(entry["row"], entry["reason"], entry["raw"])
+
+    def __enter__(self) -> RejectedRows:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the temporary file."""
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def extend(self, rows: Iterable[RejectedRow]) -> None:
+        """Write rows refused while reading; they come in row order, after every earlier one."""
+        lines = []
+        for rejected in rows:
+            lines.append(self._line(rejected.row, rejected.reason, rejected.raw))
+            self._spooled_rows.append(rejected.row)
+            self._by_reason[rejected.reason] += 1
+        if lines:
+            if self._spool is None:
+                self._spool = tempfile.TemporaryFile(prefix="truthwatch-rejected-")  # noqa: SIM115 - closed by close()
+            self._spool.write("".join(lines).encode("utf-8"))
+
+    def reason_id(self, reason: str) -> int:
+        """The code of ``reason`` for :meth:`reject`."""
+        if reason not in self._reason_ids:
+            self._reason_ids[reason] = len(self._reasons)
+            self._reasons.append(reason)
+        return self._reason_ids[reason]
+
+    def reject(
+        self, rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int32], reasons: npt.NDArray[np.int32] | str
+    ) -> None:
+        """Keep rows refused at the join: line numbers, label text codes, reason codes (or one reason)."""
+        if not len(rows):
+            return
+        if isinstance(reasons, str):
+            reasons = np.full(len(rows), self.reason_id(reasons), dtype=np.int32)
+        self._joined.append((np.asarray(rows, np.int64), np.asarray(codes, np.int32), reasons))
+        for reason_id, count in enumerate(np.bincount(reasons).tolist()):
+            if count:
+                self._by_reason[self._reasons[reason_id]] += count
+
+    def kinds(self) -> dict[str, int]:
+        """Rejected rows by the kind of their reason (:func:`reason_kind`), the most frequent first."""
+        kinds: Counter[str] = Counter()
+        for reason, count in self._by_reason.items():
+            kinds[reason_kind(reason)] += count
+        return dict(kinds.most_common())
+
+    def jsonl(self) -> IO[bytes]:
+        """The ``rejected/`` object, one JSON object per line in row order, as a stream to upload."""
+        return io.BufferedReader(_BlockStream(self._blocks()), buffer_size=SPOOL_BLOCK_BYTES)
+
+    def _line(self, row: int, reason: str, raw: str) -> str:
+        # The layout of json.dumps(RejectedRow.to_json()), with each distinct reason encoded once.
+        encoded = self._reason_json.get(reason)
+        if encoded is None:
+            encoded = self._reason_json[reason] = json.dumps(reason, ensure_ascii=False)
+        return f'{{"row": {row}, "reason": {encoded}, "raw": {json.dumps(raw, ensure_ascii=False)}}}\n'
+
+    def _blocks(self) -> Iterator[bytes]:
+        """The lines of both kinds merged in row order, about :data:`SPOOL_BLOCK_BYTES` at a time."""
+        joined = self._joined_in_order()
+        spooled = self._spooled_lines()
+        block: list[str] = []
+        size = 0
+        next_joined = 0
+        for row, line in spooled:
+            while next_joined < len(joined[0]) and joined[0][next_joined] < row:
+                block.append(self._joined_line(joined, next_joined))
+                next_joined += 1
+            block.append(line)
+            size += len(line)
+            if size >= SPOOL_BLOCK_BYTES:
+                yield "".join(block).encode("utf-8")
+                block, size = [], 0
+        block.extend(self._joined_line(joined, i) for i in range(next_joined, len(joined[0])))
+        if block:
+            yield "".join(block).encode("utf-8")
+
+    def _spooled_lines(self) -> Iterator[tuple[int, str]]:
+        if self._spool is None:
+            return
+        self._spool.flush()
+        self._spool.seek(0)
+        text = io.TextIOWrapper(self._spool, encoding="utf-8", newline="\n")
+        try:
+            yield from zip(self._spooled_rows, text, strict=True)
+        finally:
+            text.detach()
+            self._spool.seek(0, io.SEEK_END)
+
+    def _joined_in_order(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        if not self._joined:
+            return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+        rows, codes, reasons = (np.concatenate(part) for part in zip(*self._joined, strict=True))
+        order = np.argsort(rows, kind="stable")
+        return rows[order], codes[order], reasons[order]
+
+    def _joined_line(
+        self, joined: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32]], i: int
+    ) -> str:
+        rows, codes, reasons = joined
+        return self._line(int(rows[i]), self._reasons[reasons[i]], self.texts[codes[i]])
+
+
+class _BlockStream(io.RawIOBase):
+    """Reads an iterator of byte blocks as a stream."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._left = memoryview(block)
+        size = min(len(buffer), len(self._left))
+        buffer[:size] = self._left[:size]
+        self._left = self._left[size:]
+        return size
