@@ -383,3 +383,27 @@ def test_join_rejected_rows_wait_on_disk_not_in_memory() -> None:
     assert held < 4_000_000  # about 26 MB of rejected rows (text and reason) are not held
     rows = list(labels.rejected)
     assert [r.row for r in rows[:3]] == [1, 2, 3] and rows[-1].raw == f"r-99999,9,{note}"
+
+
+def test_join_an_unreadable_prediction_record_rejects_its_row_and_the_rest_are_joined() -> None:
+    card = small_card()
+    items = {f"p{i}": _typed(make_record(card, f"p{i}", i % 3, T0)) for i in range(6)}
+    del items["p0"]["expires_at"]  # the table's TTL: not needed for metrics, so p0 still joins
+    items["p0"]["predicted_at"] = {"S": "2024-06-03T09:30:00+00:00"}  # an offset: the record reader's path
+    items["p1"]["predicted_at"] = {"S": "yesterday"}
+    del items["p2"]["label_index"]
+    del items["p3"]["label"]  # the predicted class name: not needed either
+    store = DynamoDBPredictionStore(FakeDynamoDB(items, 0), "predictions", workers=1)  # type: ignore[arg-type]
+    text = "id,label\n" + "".join(f"p{i},{i % 3}\n" for i in range(6)) + "p1,1\n"
+
+    result = join_labels(read_labels(io.BytesIO(text.encode())), store, lambda n, v: card)
+
+    counts = result.accounting()
+    assert _buckets(counts) == dict(read=7, matched=4, unknown=0, rejected=2, duplicate=1)
+    assert counts["balanced"] is True
+    assert sorted((r.row, r.reason) for r in result.rejected) == [
+        (4, "recorded prediction unreadable: label_index"),
+        (8, "recorded prediction unreadable: predicted_at"),
+    ]
+    assert counts["duplicate_rows_overridden"] == [3]
+    assert sorted(result.versions[("tiny", "0123456789ab")].y_pred.tolist()) == [0, 0, 1, 2]

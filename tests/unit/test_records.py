@@ -7,6 +7,8 @@ import pytest
 from truthwatch.card import Baseline, FeatureBaseline, InputSpec, ModelCard
 from truthwatch.records import (
     PredictionRecord,
+    StoredPrediction,
+    UnreadableRecordError,
     decode_binned,
     decode_raw,
     encode_inputs,
@@ -97,3 +99,18 @@ def test_times_are_utc_with_milliseconds():
     assert format_time(moment) == "2026-12-03T10:00:00.500Z"
     with pytest.raises(ValueError, match="no offset"):
         parse_time("2026-12-03T11:00:00")
+
+
+def test_stored_prediction_needs_no_label_nor_expiry_and_names_the_field_it_cannot_read():
+    item = PredictionRecord(
+        "id", "m", "v", datetime(2026, 12, 3, tzinfo=UTC), "1", 1, 0.9, (0.1, 0.9), "none", None, 0
+    ).to_item()
+    del item["label"], item["expires_at"]
+
+    assert StoredPrediction.from_item(item).label_index == 1
+    with pytest.raises(UnreadableRecordError, match="label: missing"):  # the full record still needs them
+        PredictionRecord.from_item(item)
+    for field, value in [("predicted_at", "yesterday"), ("probabilities", 3), ("inputs_mode", "all")]:
+        with pytest.raises(UnreadableRecordError) as raised:
+            StoredPrediction.from_item({**item, field: value})
+        assert raised.value.field == field

@@ -50,7 +50,13 @@ from truthwatch.labels import (
     RejectedRows,
     parse_label_batches,
 )
-from truthwatch.records import CAPTURE_MODES, CaptureMode, PredictionRecord
+from truthwatch.records import (
+    CAPTURE_MODES,
+    CaptureMode,
+    PredictionRecord,
+    StoredPrediction,
+    UnreadableRecordError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -220,7 +226,7 @@ class PredictionColumns:
 
 
 def columns_from_records(
-    records: Sequence[PredictionRecord], positions: Sequence[int]
+    records: Sequence[PredictionRecord | StoredPrediction], positions: Sequence[int]
 ) -> list[PredictionColumns]:
     """Group records into :class:`PredictionColumns`: one per version, probability count and input layout.
 
@@ -320,11 +326,22 @@ def _numbers(texts: list[str], dtype: Any, parse: Callable[[str], Any] = float) 
     return np.fromiter(map(parse, texts), dtype=dtype, count=len(texts))
 
 
+@dataclass(frozen=True)
+class UnreadableRecords:
+    """Items found for some ids that cannot be read as predictions: ``reasons[i]`` for ``positions[i]``."""
+
+    positions: npt.NDArray[np.int64]
+    reasons: list[str]
+
+
 class PredictionStore(Protocol):
     """Where recorded predictions are looked up by inference id."""
 
-    def get_many(self, inference_ids: Sequence[str]) -> Iterator[PredictionColumns]:
-        """Yield the predictions found for ``inference_ids`` as columns; ids not found are left out."""
+    def get_many(self, inference_ids: Sequence[str]) -> Iterator[PredictionColumns | UnreadableRecords]:
+        """Yield the predictions found for ``inference_ids`` as columns; ids not found are left out.
+
+        An item found but unreadable is yielded in :class:`UnreadableRecords`, with the reason.
+        """
         ...
 
 
@@ -580,11 +597,17 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
     found = np.zeros(len(labels.ids), dtype=bool)
     builders: dict[tuple[str, str], _VersionBuilder | None] = {}
 
-    for columns in store.get_many(labels.ids):
+    for answer in store.get_many(labels.ids):
         # A store answering an id twice must not count its row twice.
-        fresh = ~found[columns.positions]
-        if not fresh.all():
-            columns = _take(columns, fresh)
+        fresh = ~found[answer.positions]
+        if isinstance(answer, UnreadableRecords):
+            positions = answer.positions[fresh]
+            found[positions] = True
+            kept = [reason for reason, keep in zip(answer.reasons, fresh.tolist(), strict=True) if keep]
+            reasons = np.asarray([rejected.reason_id(r) for r in kept], dtype=np.int32)
+            rejected.reject(labels.rows[positions], labels.label_codes[positions], reasons)
+            continue
+        columns = answer if fresh.all() else _take(answer, fresh)
         found[columns.positions] = True
         version = (columns.model_name, columns.model_version)
         if version not in builders:
@@ -593,12 +616,12 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
         builder = builders[version]
         if builder is None:
             positions = columns.positions
-            reasons: npt.NDArray[np.int32] | str = f"no model card for {version[0]}/{version[1]}"
+            reason: npt.NDArray[np.int32] | str = f"no model card for {version[0]}/{version[1]}"
         else:
             misfits = builder.add(columns)
             positions = np.asarray([p for p, _ in misfits], dtype=np.int64)
-            reasons = np.asarray([rejected.reason_id(r) for _, r in misfits], dtype=np.int32)
-        rejected.reject(labels.rows[positions], labels.label_codes[positions], reasons)
+            reason = np.asarray([rejected.reason_id(r) for _, r in misfits], dtype=np.int32)
+        rejected.reject(labels.rows[positions], labels.label_codes[positions], reason)
 
     active = {v: b for v, b in builders.items() if b is not None}
     settled = _settle(labels, list(active.values()), rejected)
@@ -695,7 +718,9 @@ class DynamoDBPredictionStore:
     Keys that DynamoDB returns as unprocessed (throttling, the 16 MB response limit) are asked for
     again with exponential backoff and jitter, up to ``max_attempts`` calls per batch; after that
     :class:`StoreUnavailableError` fails the invocation rather than counting them as unknown. Items
-    are read with :meth:`PredictionRecord.from_item` and handed on as columns.
+    are read straight into columns; a batch holding an item in another layout is read item by item
+    with :meth:`StoredPrediction.from_item`, and an item that cannot be read is handed on in
+    :class:`UnreadableRecords`.
     """
 
     def __init__(
@@ -716,7 +741,7 @@ class DynamoDBPredictionStore:
         self._max_delay = max_delay
         self._deserializer = TypeDeserializer()
 
-    def get_many(self, inference_ids: Sequence[str]) -> Iterator[PredictionColumns]:
+    def get_many(self, inference_ids: Sequence[str]) -> Iterator[PredictionColumns | UnreadableRecords]:
         """Yield the records found as columns, one group per BatchGetItem batch and version."""
         starts = range(0, len(inference_ids), BATCH_GET_KEYS)
         chunks = [(start, inference_ids[start : start + BATCH_GET_KEYS]) for start in starts]
@@ -729,21 +754,42 @@ class DynamoDBPredictionStore:
             for columns in pool.map(self._get_columns, chunks):
                 yield from columns
 
-    def _get_columns(self, chunk: tuple[int, Sequence[str]]) -> list[PredictionColumns]:
+    def _get_columns(self, chunk: tuple[int, Sequence[str]]) -> list[PredictionColumns | UnreadableRecords]:
         start, inference_ids = chunk
         items = self._get_batch(inference_ids)
         where = {inference_id: start + i for i, inference_id in enumerate(inference_ids)}
         positions = [where[item["inference_id"]["S"]] for item in items]
         try:
-            return columns_from_items(items, positions)
+            return list(columns_from_items(items, positions))
         except (KeyError, ValueError, TypeError):
-            # Not the plain layout records.py writes: the record reader accepts what it can and names
-            # what it cannot.
-            records = [
-                PredictionRecord.from_item({k: self._deserializer.deserialize(v) for k, v in item.items()})
-                for item in items
-            ]
-            return columns_from_records(records, positions)
+            pass
+        # Not the plain layout records.py writes: each item is read on its own by the record reader,
+        # which accepts what it can and names the field it cannot, so a bad item costs its row only.
+        stored: list[StoredPrediction] = []
+        kept: list[int] = []
+        unreadable: list[int] = []
+        reasons: list[str] = []
+        for item, position in zip(items, positions, strict=True):
+            try:
+                stored.append(StoredPrediction.from_item(self._deserialized(item)))
+                kept.append(position)
+            except UnreadableRecordError as exc:
+                unreadable.append(position)
+                reasons.append(f"recorded prediction unreadable: {exc.field}")
+        answers: list[PredictionColumns | UnreadableRecords] = list(columns_from_records(stored, kept))
+        if unreadable:
+            logger.warning("unreadable prediction records", extra={"count": len(unreadable)})
+            answers.append(UnreadableRecords(np.asarray(unreadable, dtype=np.int64), reasons))
+        return answers
+
+    def _deserialized(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        values = {}
+        for name, value in item.items():
+            try:
+                values[name] = self._deserializer.deserialize(value)
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                raise UnreadableRecordError(name, str(exc)[:100]) from exc
+        return values
 
     def _get_batch(self, inference_ids: Sequence[str]) -> list[dict[str, Any]]:
         keys: list[dict[str, Any]] = [{"inference_id": {"S": i}} for i in inference_ids]

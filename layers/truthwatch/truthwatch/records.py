@@ -21,20 +21,26 @@ expires_at         N     epoch seconds; the table's TTL attribute
 
 Binned inputs use the baseline histogram edges of the model card, which is all drift needs and
 far less revealing than the raw values.
+
+The metrics function reads only what it joins on (:class:`StoredPrediction`): ``label`` and
+``expires_at`` may be missing from an item it reads, and an item it cannot read is named by its
+field (:class:`UnreadableRecordError`) so that one bad item costs one row, not the whole file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 import numpy.typing as npt
 
 from truthwatch.baseline import bin_indices
 from truthwatch.card import ModelCard
+from truthwatch.errors import TruthwatchError
 
 CaptureMode = Literal["none", "binned", "raw"]
 CAPTURE_MODES: tuple[CaptureMode, ...] = get_args(CaptureMode)
@@ -102,6 +108,70 @@ def parse_time(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+class UnreadableRecordError(TruthwatchError, ValueError):
+    """A stored item misses a field, or holds one that does not parse; ``field`` names it."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {detail}")
+
+
+_T = TypeVar("_T")
+_REQUIRED = object()
+
+
+def _read(item: Mapping[str, Any], name: str, parse: Callable[[Any], _T], default: Any = _REQUIRED) -> _T:
+    """``parse`` of the field ``name``, or of ``default`` when the item has none and a default is given."""
+    if name not in item and default is _REQUIRED:
+        raise UnreadableRecordError(name, "missing")
+    try:
+        return parse(item.get(name, default))
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise UnreadableRecordError(name, str(exc)[:100]) from exc
+
+
+def _inputs(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return bytes(value.value if hasattr(value, "value") else value)
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    """The fields of a prediction record the metrics function reads (see the module docstring)."""
+
+    inference_id: str
+    model_name: str
+    model_version: str
+    predicted_at: datetime
+    label_index: int
+    confidence: float
+    probabilities: tuple[float, ...]
+    inputs_mode: CaptureMode
+    inputs: bytes | None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> StoredPrediction:
+        """Read an item (resource layer or deserialised); ``label`` and ``expires_at`` are not needed.
+
+        Raises
+        ------
+        UnreadableRecordError
+            Naming the first field that is missing or does not parse.
+        """
+        return cls(
+            inference_id=_read(item, "inference_id", str),
+            model_name=_read(item, "model_name", str),
+            model_version=_read(item, "model_version", str),
+            predicted_at=_read(item, "predicted_at", lambda v: parse_time(str(v))),
+            label_index=_read(item, "label_index", int),
+            confidence=_read(item, "confidence", float),
+            probabilities=_read(item, "probabilities", lambda v: tuple(float(p) for p in v)),
+            inputs_mode=_read(item, "inputs_mode", lambda v: parse_capture_mode(str(v)), "none"),
+            inputs=_read(item, "inputs", _inputs, None),
+        )
+
+
 @dataclass(frozen=True)
 class PredictionRecord:
     """One recorded prediction (see the module docstring for the stored form)."""
@@ -137,23 +207,27 @@ class PredictionRecord:
         return item
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> PredictionRecord:
-        """Rebuild a record from an item read by the resource layer (or deserialised by boto3)."""
-        inputs = item.get("inputs")
-        if inputs is not None and not isinstance(inputs, bytes):
-            inputs = bytes(inputs.value if hasattr(inputs, "value") else inputs)
+    def from_item(cls, item: Mapping[str, Any]) -> PredictionRecord:
+        """Rebuild a record from an item read by the resource layer (or deserialised by boto3).
+
+        Raises
+        ------
+        UnreadableRecordError
+            A ``ValueError`` naming the first field that is missing or does not parse.
+        """
+        stored = StoredPrediction.from_item(item)
         return cls(
-            inference_id=str(item["inference_id"]),
-            model_name=str(item["model_name"]),
-            model_version=str(item["model_version"]),
-            predicted_at=parse_time(str(item["predicted_at"])),
-            label=str(item["label"]),
-            label_index=int(item["label_index"]),
-            confidence=float(item["confidence"]),
-            probabilities=tuple(float(p) for p in item["probabilities"]),
-            inputs_mode=parse_capture_mode(str(item.get("inputs_mode", "none"))),
-            inputs=inputs,
-            expires_at=int(item["expires_at"]),
+            inference_id=stored.inference_id,
+            model_name=stored.model_name,
+            model_version=stored.model_version,
+            predicted_at=stored.predicted_at,
+            label=_read(item, "label", str),
+            label_index=stored.label_index,
+            confidence=stored.confidence,
+            probabilities=stored.probabilities,
+            inputs_mode=stored.inputs_mode,
+            inputs=stored.inputs,
+            expires_at=_read(item, "expires_at", int),
         )
 
 

@@ -249,3 +249,34 @@ def test_metrics_skips_an_object_replaced_since_its_notification(
     outcome = app.lambda_handler(_s3_event("0123456789abcdef0123456789abcdef"), lambda_context)
 
     assert outcome["processed"] == [{"status": "gone", "key": CSV_KEY}]
+
+
+def test_metrics_rejects_the_rows_of_unreadable_prediction_records_and_joins_the_rest(
+    stack: Stack, lambda_context: LambdaContext
+) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=2), rows=40)
+    table = "truthwatch-predictions"
+    key = {"inference_id": {"S": stack.ids[0]}}
+    stack.dynamodb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE expires_at")
+    stack.dynamodb.update_item(
+        TableName=table,
+        Key={"inference_id": {"S": stack.ids[1]}},
+        UpdateExpression="SET predicted_at = :bad",
+        ExpressionAttributeValues={":bad": {"S": "not a time"}},
+    )
+    body = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
+    etag = stack.put_labels(CSV_KEY, body.encode())
+
+    [summary] = app.lambda_handler(_s3_event(etag), lambda_context)["processed"]
+
+    assert {k: summary[k] for k in ("read", "matched", "unknown", "rejected", "duplicate")} == {
+        "read": 40,
+        "matched": 39,
+        "unknown": 0,
+        "rejected": 1,
+        "duplicate": 0,
+    }
+    rejected = stack.s3.get_object(Bucket=BUCKET, Key=f"rejected/{CSV_KEY}.jsonl")["Body"].read().decode()
+    assert [json.loads(line)["reason"] for line in rejected.splitlines()] == [
+        "recorded prediction unreadable: predicted_at"
+    ]
