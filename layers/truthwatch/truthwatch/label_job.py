@@ -393,17 +393,17 @@ def _write(
             services.s3.put_object(Bucket=services.data_bucket, Key=key, Body=body, ContentType=content_type)
             written.append(key)
 
-    if result.rejected:
-        key = rejected_key(obj.key)
-        # Streamed from the temporary file: a part at a time above the multipart threshold (8 MB), so
-        # a million rejected rows never sit in memory whole. Fewer parts in flight than the
-        # default ten keep that buffer small.
-        services.s3.upload_fileobj(
-            result.rejected.jsonl(),
-            services.data_bucket,
-            key,
-            ExtraArgs={"ContentType": "application/x-ndjson"},
-            Config=REJECTED_UPLOAD,
-        )
-        written.append(key)
+    # Written for every processed object, empty when nothing was rejected: a corrected file uploaded
+    # under the same key must not leave the earlier file's rejected rows standing (the versioned
+    # bucket keeps them as an earlier version). Streamed from the temporary file, a part at a time
+    # above the multipart threshold (8 MB), so a million rejected rows never sit in memory whole.
+    key = rejected_key(obj.key)
+    services.s3.upload_fileobj(
+        result.rejected.jsonl(),
+        services.data_bucket,
+        key,
+        ExtraArgs={"ContentType": "application/x-ndjson"},
+        Config=REJECTED_UPLOAD,
+    )
+    written.append(key)
     return written

@@ -280,3 +280,21 @@ def test_metrics_rejects_the_rows_of_unreadable_prediction_records_and_joins_the
     assert [json.loads(line)["reason"] for line in rejected.splitlines()] == [
         "recorded prediction unreadable: predicted_at"
     ]
+
+
+def test_metrics_a_clean_reupload_under_the_same_key_empties_its_rejected_file(
+    stack: Stack, lambda_context: LambdaContext
+) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=10)
+    rows = "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
+    first = stack.put_labels(CSV_KEY, f"id,label\n{rows}{stack.ids[0]},cat\n".encode())
+    app.lambda_handler(_s3_event(first), lambda_context)
+    rejected_key = f"rejected/{CSV_KEY}.jsonl"
+    assert len(stack.s3.get_object(Bucket=BUCKET, Key=rejected_key)["Body"].read().splitlines()) == 1
+
+    second = stack.put_labels(CSV_KEY, f"id,label\n{rows}".encode())  # corrected: nothing rejected
+    [summary] = app.lambda_handler(_s3_event(second), lambda_context)["processed"]
+
+    assert (summary["matched"], summary["rejected"]) == (10, 0)
+    assert stack.s3.get_object(Bucket=BUCKET, Key=rejected_key)["Body"].read() == b""
+    assert rejected_key in summary["reports"]
