@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.events import load_event
 from truthwatch.notifications import LabelObject, deliveries
 
@@ -119,3 +121,12 @@ def test_notifications_a_damaged_sqs_message_is_its_own_skipped_delivery() -> No
     assert first.message_id == event["Records"][0]["messageId"]
     assert (first.objects, first.skipped) == ([], ["message is not a JSON object"])
     assert (second.objects, second.skipped) == ([], ["malformed notification: no bucket name or object key"])
+
+
+@pytest.mark.parametrize(("event", "kind"), [([1, 2], "list"), ("labels/x.csv", "str"), (None, "NoneType")])
+def test_notifications_an_event_that_is_not_a_json_object_is_skipped_with_the_reason(
+    event: object, kind: str
+) -> None:
+    [delivery] = deliveries(event)  # type: ignore[arg-type]
+
+    assert (delivery.objects, delivery.skipped) == ([], [f"event is not a JSON object (a {kind})"])

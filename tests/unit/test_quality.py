@@ -79,7 +79,11 @@ def test_quality_with_one_true_class_omits_roc_auc_only() -> None:
 
     q = assess_quality(y_true, y_pred, proba, CLASSES)
 
-    assert q.omitted == {"roc_auc_ovr_score": "only one class among the true labels"}
+    assert q.omitted == {
+        "roc_auc_ovr_score": "only one class among the true labels",
+        "accuracy_score_std": "fewer than 200 rows",  # 50 rows: no bootstrap, and the report says so
+        "f1_macro_score_std": "fewer than 200 rows",
+    }
     assert q.values["accuracy_score"] == pytest.approx(0.8)
     # Class 1 was predicted but never labelled: its recall is undefined and left out of the average.
     assert q.values["recall_macro_score"] == pytest.approx(0.8)
@@ -172,3 +176,13 @@ def test_quality_confusion_counts_splits_rows_by_group() -> None:
     matrices = confusion_counts(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), 2, np.array([1, 0, 1, 1]), 2)
 
     assert matrices.tolist() == [[[0, 0], [0, 1]], [[2, 0], [1, 0]]]
+
+
+def test_quality_below_200_rows_lists_the_bootstrap_deviations_as_omitted() -> None:
+    few = assess_quality(*_data(199), CLASSES)
+    enough = assess_quality(*_data(200), CLASSES)
+
+    assert few.bootstrap is None
+    assert few.omitted["accuracy_score_std"] == few.omitted["f1_macro_score_std"] == "fewer than 200 rows"
+    assert enough.bootstrap is not None and enough.bootstrap["accuracy_score_std"] > 0
+    assert "accuracy_score_std" not in enough.omitted and "f1_macro_score_std" not in enough.omitted

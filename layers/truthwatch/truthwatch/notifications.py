@@ -5,7 +5,8 @@ EventBridge "Object Created" events. Keys arrive URL-encoded (``+`` for a space)
 exactly once. Acknowledged and skipped, with the reason: ``s3:TestEvent`` messages, events other
 than object creation, zero-byte objects, folder markers (keys ending in ``/``), keys outside
 ``labels/``, and damaged notifications (a field missing or of the wrong type, a message that is not
-JSON): one bad record is skipped with its reason and the others are still read.
+JSON, an event that is not a JSON object): one bad record is skipped with its reason and the others
+are still read.
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ class Delivery:
 
 
 def deliveries(event: dict[str, Any]) -> list[Delivery]:
-    """Split an invocation event into deliveries of label objects (see the module docstring)."""
+    """Split an invocation event into deliveries of label objects (see the module docstring).
+
+    An event that is not a JSON object (a list, a string: a hand-made test invocation) is one
+    delivery skipped with the reason, like any other damaged notification.
+    """
+    if not isinstance(event, dict):
+        return [Delivery(skipped=[f"event is not a JSON object (a {type(event).__name__})"])]
     records = event.get("Records")
     if isinstance(records, list) and records and _source(records[0]) == "aws:sqs":
         out = []

@@ -11,7 +11,8 @@ it is never NaN, infinity or a made-up 0. The cases:
   from the labels. That class's value is omitted, and macro and weighted averages are taken over
   the classes whose value is defined (scikit-learn's ``zero_division=np.nan``); an average with no
   defined class is omitted;
-* fewer than :data:`BOOTSTRAP_MIN_ROWS` rows: no bootstrap standard deviations.
+* fewer than :data:`BOOTSTRAP_MIN_ROWS` rows: no bootstrap standard deviations; ``accuracy_score_std``
+  and ``f1_macro_score_std`` are listed as omitted.
 
 ROC AUC is the unweighted mean of one-vs-rest AUCs over the classes present among the true labels,
 which equals scikit-learn's ``roc_auc_score(multi_class="ovr")`` when every class is present and
@@ -44,6 +45,8 @@ from sklearn.metrics import (
 )
 
 BOOTSTRAP_MIN_ROWS = 200
+BOOTSTRAP_METRICS = ("accuracy_score_std", "f1_macro_score_std")
+"""The bootstrap's standard deviations, in the report's ``quality.bootstrap``."""
 BOOTSTRAP_RESAMPLES = 1000
 LOG_LOSS_CHUNK_ROWS = 1 << 16
 
@@ -141,6 +144,8 @@ def assess_quality(
     if detail:
         quality.confusion = matrix.tolist()
         quality.bootstrap = bootstrap_std(matrix, seed=seed)
+        if quality.bootstrap is None:
+            quality.omitted.update(dict.fromkeys(BOOTSTRAP_METRICS, f"fewer than {BOOTSTRAP_MIN_ROWS} rows"))
     _drop_non_finite(quality)
     return quality
 

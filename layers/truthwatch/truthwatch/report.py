@@ -23,8 +23,8 @@ LABELS_PREFIX = "labels/"
 
 UNDEFINED_POLICY = (
     "A metric undefined for these rows (no matched rows, one class only for ROC AUC, zero division in a "
-    "per-class value) is omitted with its reason; averages are taken over the classes whose value is "
-    "defined. No value is ever NaN or infinite."
+    "per-class value, fewer than 200 rows for the bootstrap deviations) is omitted with its reason; "
+    "averages are taken over the classes whose value is defined. No value is ever NaN or infinite."
 )
 
 

@@ -115,6 +115,15 @@ def test_metrics_ignores_s3_test_event(stack: Stack, lambda_context: LambdaConte
     assert outcome == {"processed": [], "skipped": ["s3:TestEvent"]}
 
 
+@pytest.mark.parametrize(("event", "kind"), [(["labels/x.csv"], "list"), ("labels/x.csv", "str")])
+def test_metrics_skips_an_event_that_is_not_a_json_object(
+    stack: Stack, lambda_context: LambdaContext, event: object, kind: str
+) -> None:
+    outcome = app.lambda_handler(event, lambda_context)  # type: ignore[arg-type]
+
+    assert outcome == {"processed": [], "skipped": [f"event is not a JSON object (a {kind})"]}
+
+
 def test_metrics_handles_every_record_and_skips_markers(stack: Stack, lambda_context: LambdaContext) -> None:
     record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=20)
     jsonl = "".join(
