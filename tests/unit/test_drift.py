@@ -60,3 +60,25 @@ def test_drift_without_captured_inputs_says_so() -> None:
     assert drift.feature_psi == {} and drift.feature_psi_max is None
     assert any("no feature drift" in note for note in drift.notes)
     assert drift.summary()["feature_rows"] == 0
+
+
+@pytest.mark.parametrize(
+    ("rows", "published"), [(60, set()), (199, set()), (200, {"feature_psi_max", "prediction_psi"})]
+)
+def test_drift_psi_from_fewer_than_200_rows_is_omitted_with_the_reason(
+    rows: int, published: set[str]
+) -> None:
+    card = small_card(n_features=4, n_classes=3)
+    rng = np.random.default_rng(7)
+    bins = rng.integers(0, 9, size=(rows, 4)).astype(np.uint8)
+
+    drift = assess_drift(card, rng.integers(0, 3, rows), np.full(rows, 0.9, dtype=np.float32), bins)
+
+    assert set(drift.published()) == published
+    assert drift.prediction_psi is not None and drift.feature_psi_max is not None  # shown in the report
+    if not published:
+        assert drift.omitted == {
+            "feature_psi_max": f"fewer than 200 rows with captured inputs ({rows})",
+            "prediction_psi": f"fewer than 200 matched rows ({rows})",
+        }
+        assert drift.summary()["omitted"] == drift.omitted

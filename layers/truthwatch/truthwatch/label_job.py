@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from truthwatch import telemetry
 from truthwatch.card import CARD_FILE, ModelCard
 from truthwatch.comparison import VersionQuality, compare_versions
-from truthwatch.drift import assess_drift, bin_count_grid, feature_bins, feature_psi, prediction_psi
+from truthwatch.drift import assess_drift, bin_count_grid, feature_bins
 from truthwatch.join import (
     DynamoDBPredictionStore,
     JoinResult,
@@ -198,7 +198,7 @@ def assess_join(
         )
         hours = hourly.values()
         points.extend(_hour_points(name, version, hours))
-        points.extend(_version_points(name, version, matched, quality))
+        points.extend(_version_points(name, version, matched, {**quality.values, **drift.published()}))
         compared.append(_version_quality(name, version, matched, quality))
         reports.append(
             build_report(
@@ -268,15 +268,16 @@ class HourlyCounts:
     feature_rows: npt.NDArray[np.intp]
 
     def values(self) -> list[tuple[int, int, dict[str, float]]]:
-        """``(epoch hour, rows, values)`` per hour: accuracy, macro F1, matched rows and PSI."""
+        """``(epoch hour, rows, values)`` per hour: accuracy, macro F1 and matched rows.
+
+        PSI is not among them: it is measured over the version's rows of the whole file (see
+        :func:`truthwatch.drift.assess_drift`), since the rows of one hour are often too few.
+        """
         out = []
         for i, hour in enumerate(self.hours.tolist()):
             matrix = self.confusion[i]
             values: dict[str, float] = dict(label_scores(matrix, HOURLY_METRICS).values)
             values["labels_matched"] = float(matrix.sum())
-            values["prediction_psi"] = prediction_psi(self.card, matrix.sum(axis=0))
-            if self.feature_rows[i]:
-                values["feature_psi_max"] = max(feature_psi(self.card, self.feature_counts[i]).values())
             out.append((hour, int(matrix.sum()), values))
         return out
 
@@ -308,12 +309,14 @@ def _hour_points(
     ]
 
 
-def _version_points(name: str, version: str, matched: MatchedRows, quality: Quality) -> list[MetricPoint]:
+def _version_points(
+    name: str, version: str, matched: MatchedRows, values: dict[str, float]
+) -> list[MetricPoint]:
     """The metrics computed only over the whole version, at the hour of its median prediction time."""
     moment = hour_start(int(np.median(matched.predicted_at) // 3600))
     return [
         MetricPoint(metric, value, moment, name, version)
-        for metric, value in quality.values.items()
+        for metric, value in values.items()
         if metric in _VERSION_METRICS and metric not in HOURLY_METRICS
     ]
 

@@ -24,7 +24,9 @@ LABELS_PREFIX = "labels/"
 UNDEFINED_POLICY = (
     "A metric undefined for these rows (no matched rows, one class only for ROC AUC, zero division in a "
     "per-class value, fewer than 200 rows for the bootstrap deviations) is omitted with its reason; "
-    "averages are taken over the classes whose value is defined. No value is ever NaN or infinite."
+    "averages are taken over the classes whose value is defined. PSI from fewer than 200 rows is shown "
+    "in the drift section but not published (biased upward on few rows). No value is ever NaN or "
+    "infinite."
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import numpy as np
+import numpy.typing as npt
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto import mock_aws
@@ -86,14 +87,16 @@ def record_predictions(
     card: ModelCard | None = None,
     wrong_every: int = 8,
     first_id: int = 0,
+    inputs: npt.NDArray[np.float32] | None = None,
 ) -> None:
     """Record ``rows`` held-out digits as predictions of ``card`` (the stack's by default).
 
-    One row in ``wrong_every`` is predicted wrong; ids are numbered from ``first_id``.
+    One row in ``wrong_every`` is predicted wrong; ids are numbered from ``first_id``. ``inputs``
+    replaces the held-out pixels that are captured (for drift), row for row.
     """
     card = card or stack.card
     split = load_digits_split()
-    x = split.x_heldout[:rows]
+    x = (split.x_heldout if inputs is None else inputs)[:rows]
     y = split.y_heldout[:rows]
     wrong = (np.arange(rows) % wrong_every) == 3 % wrong_every
     y_pred = np.where(wrong, (y + 1) % 10, y)
