@@ -79,3 +79,15 @@ def test_publish_points_older_than_two_weeks_are_held_back() -> None:
 
 def test_publish_hour_start_is_utc() -> None:
     assert hour_start(476_000) == datetime(2024, 4, 20, 8, 0, tzinfo=UTC)
+
+
+def test_publish_a_point_with_rows_as_a_statistic_set_weighed_by_them() -> None:
+    [datum] = metric_data([MetricPoint("accuracy_score", 0.75, NOW, "digits", rows=40)])
+
+    assert "Value" not in datum
+    assert datum["StatisticValues"] == {"SampleCount": 40.0, "Sum": 30.0, "Minimum": 0.75, "Maximum": 0.75}
+
+
+def test_publish_refuses_a_weight_of_no_rows() -> None:
+    with pytest.raises(ValueError, match="0 rows"):
+        MetricPoint("accuracy_score", 0.75, NOW, "digits", rows=0)

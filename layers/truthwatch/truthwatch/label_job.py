@@ -302,9 +302,13 @@ def hourly_counts(matched: MatchedRows) -> HourlyCounts:
 def _hour_points(
     name: str, version: str, hours: list[tuple[int, int, dict[str, float]]]
 ) -> list[MetricPoint]:
+    # The hour's scores are weighed by its rows, so an hour's average over files and versions is
+    # the score of all its rows rather than of each file alike; the row count itself is a plain sum.
     return [
-        MetricPoint(metric, value, hour_start(hour), name, version)
-        for hour, _, values in hours
+        MetricPoint(
+            metric, value, hour_start(hour), name, version, rows if metric in HOURLY_METRICS else None
+        )
+        for hour, rows, values in hours
         for metric, value in values.items()
     ]
 

@@ -1,9 +1,13 @@
 """Publish the metrics function's values to CloudWatch with PutMetricData.
 
 Each value goes out as two data points, one per dimension set of the contract: ``(ModelName,
-ModelVersion)`` for graphs per version and ``(ModelName)`` for the alarms. Quality and drift values
-are timestamped at the start of the UTC hour their predictions were made in, so late labels land
-where the predictions happened. CloudWatch takes timestamps up to two weeks in the past
+ModelVersion)`` for graphs per version and ``(ModelName)`` for the alarms. A point that carries
+the rows it was measured on goes out as a statistic set (``SampleCount`` = rows, ``Sum`` = value x
+rows), so CloudWatch's ``Average`` over an hour weighs each label file and each model version by
+its rows: for accuracy that is the accuracy of all the hour's rows together, whatever files or
+versions they came in. Quality and drift values are timestamped at the start of the UTC hour their
+predictions were made in, so late labels land where the predictions happened. CloudWatch takes
+timestamps up to two weeks in the past
 (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html); older
 points are not sent, and the report lists them.
 """
@@ -35,19 +39,26 @@ AGE_MARGIN = timedelta(minutes=15)
 
 @dataclass(frozen=True)
 class MetricPoint:
-    """One value of one metric for one model version at one time."""
+    """One value of one metric for one model version at one time.
+
+    ``rows``, when given, is how many rows the value was measured on; the point is then published
+    as a statistic set that weighs it by them.
+    """
 
     name: str
     value: float
     timestamp: datetime
     model_name: str
     model_version: str | None = None
+    rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.name not in telemetry.BY_NAME:
             raise ValueError(f"{self.name!r} is not a metric in truthwatch.telemetry")
         if not math.isfinite(self.value):
             raise ValueError(f"{self.name} is {self.value}; CloudWatch refuses NaN and infinity")
+        if self.rows is not None and self.rows < 1:
+            raise ValueError(f"{self.name} is weighted by {self.rows} rows; a weight needs one row or more")
 
 
 def hour_start(epoch_hour: int) -> datetime:
@@ -76,15 +87,23 @@ def metric_data(points: Iterable[MetricPoint]) -> list[MetricDatumTypeDef]:
             version_dimension = {"Name": telemetry.MODEL_VERSION_DIMENSION, "Value": point.model_version}
             dimension_sets.insert(0, [name_dimension, version_dimension])
         for dimensions in dimension_sets:
-            data.append(
-                {
-                    "MetricName": spec.name,
-                    "Dimensions": dimensions,  # type: ignore[typeddict-item]
-                    "Timestamp": point.timestamp,
-                    "Value": float(point.value),
-                    "Unit": spec.unit,
+            datum: MetricDatumTypeDef = {
+                "MetricName": spec.name,
+                "Dimensions": dimensions,  # type: ignore[typeddict-item]
+                "Timestamp": point.timestamp,
+                "Unit": spec.unit,
+            }
+            if point.rows is None:
+                datum["Value"] = float(point.value)
+            else:
+                value = float(point.value)
+                datum["StatisticValues"] = {
+                    "SampleCount": float(point.rows),
+                    "Sum": value * point.rows,
+                    "Minimum": value,
+                    "Maximum": value,
                 }
-            )
+            data.append(datum)
     return data
 
 

@@ -68,6 +68,20 @@ class Stack:
         )
         return float(sum(p["Sum"] for p in stats["Datapoints"]))
 
+    def metric_average(self, name: str, start: datetime, end: datetime) -> float:
+        """CloudWatch's Average of a metric over ``start``..``end``, by model name (the alarms' series)."""
+        stats = self.cloudwatch.get_metric_statistics(
+            Namespace="Truthwatch",
+            MetricName=name,
+            Dimensions=[{"Name": "ModelName", "Value": self.card.name}],
+            StartTime=start,
+            EndTime=end,
+            Period=int((end - start).total_seconds()),
+            Statistics=["Average"],
+        )
+        [point] = stats["Datapoints"]
+        return float(point["Average"])
+
     def dimension_sets(self, name: str) -> set[tuple[str, ...]]:
         """The dimension names of every series of a metric."""
         listed = self.cloudwatch.list_metrics(Namespace="Truthwatch", MetricName=name)["Metrics"]

@@ -89,7 +89,34 @@ def test_metrics_accounts_for_every_row_of_a_messy_csv(stack: Stack, lambda_cont
     window = (hour - timedelta(minutes=1), hour + timedelta(hours=2))
     assert stack.metric_sum("labels_matched", *window) == 250
     assert stack.dimension_sets("labels_matched") == {("ModelName",), ("ModelName", "ModelVersion")}
-    assert stack.metric_sum("accuracy_score", *window) == pytest.approx(metrics["accuracy_score"], abs=1e-9)
+    average = stack.metric_average("accuracy_score", *window)
+    assert average == pytest.approx(metrics["accuracy_score"], abs=1e-9)
+
+
+def test_metrics_weighs_each_files_hourly_scores_by_its_rows(
+    stack: Stack, lambda_context: LambdaContext
+) -> None:
+    predicted_at = datetime.now(UTC).replace(minute=5) - timedelta(hours=3)
+    record_predictions(stack, predicted_at, rows=300)
+    files = {
+        "labels/weighted/small.csv": range(20),  # labelled against every prediction: accuracy 0
+        "labels/weighted/large.csv": range(20, 300),
+    }
+    for key, rows in files.items():
+        wrong = key.endswith("small.csv")
+        body = "id,label\n" + "".join(
+            f"{stack.ids[i]},{(stack.y_pred[i] + 1) % 10 if wrong else stack.y_true[i]}\n" for i in rows
+        )
+        event = _s3_event(stack.put_labels(key, body.encode()))
+        event["Records"][0]["s3"]["object"]["key"] = key
+        app.lambda_handler(event, lambda_context)
+
+    large = np.array(stack.y_true[20:300]) == np.array(stack.y_pred[20:300])
+    hour = _hour(predicted_at)
+    average = stack.metric_average("accuracy_score", hour, hour + timedelta(hours=1))
+
+    assert average == pytest.approx(large.sum() / 300, abs=1e-9)
+    assert average != pytest.approx(large.mean() / 2, abs=0.01)
 
 
 def test_metrics_publishes_once_when_an_object_is_delivered_twice(
