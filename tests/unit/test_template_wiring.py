@@ -493,6 +493,8 @@ def test_bucket_access_follows_the_bucket_layout(template: Template, resolver: R
         ("s3:ListBucket", "models/*"),
         ("s3:PutObject", "reports/*"),
         ("s3:PutObject", "rejected/*"),
+        ("s3:AbortMultipartUpload", "reports/*"),
+        ("s3:AbortMultipartUpload", "rejected/*"),
     }
     assert s3_grants(template, resolver, "AlarmFunction") == set()  # it only links to reports
 
