@@ -244,3 +244,19 @@ def test_unknown_shapes_raise_with_the_keys_received(event: dict[str, Any]) -> N
 def test_event_that_is_not_an_object_raises() -> None:
     with pytest.raises(AlarmEventError, match="received list"):
         parse_event([1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"AlarmName": "x", "NewStateValue": "ALARM", "Trigger": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    ],
+)
+def test_sns_message_nested_too_deeply_is_a_notice_not_an_error(message: str) -> None:
+    event = load_event("alarm-sns-notice")
+    event["Records"][0]["Sns"]["Message"] = message
+
+    (item,) = parse_event(event)
+
+    assert isinstance(item, Notice) and item.message == message

@@ -348,3 +348,18 @@ def test_labels_rejected_rows_from_reading_and_from_the_join_come_back_in_row_or
 def json_row(line: str) -> RejectedRow:
     entry = json.loads(line)
     return RejectedRow(entry["row"], entry["reason"], entry["raw"])
+
+
+@pytest.mark.parametrize(
+    "deep_line",
+    [
+        '{"inference_id": "m-0", "label": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"groundTruthData": {"data": ' + '{"a": ' * 50_000 + "1" + "}" * 50_000 + '}, "eventMetadata": {}}',
+    ],
+)
+def test_labels_a_json_line_nested_too_deeply_is_rejected_and_the_rest_is_read(deep_line: str) -> None:
+    rows = _parse(f'{deep_line}\n{{"inference_id": "m-1", "label": "0"}}\n'.encode())
+
+    assert [type(r) for r in rows] == [RejectedRow, LabelRow]
+    assert rows[0].reason == "not valid JSON (nested too deeply)"  # type: ignore[union-attr]
+    assert rows[1] == LabelRow(2, "m-1", "0")

@@ -130,3 +130,13 @@ def test_notifications_an_event_that_is_not_a_json_object_is_skipped_with_the_re
     [delivery] = deliveries(event)  # type: ignore[arg-type]
 
     assert (delivery.objects, delivery.skipped) == ([], [f"event is not a JSON object (a {kind})"])
+
+
+def test_notifications_a_message_nested_too_deeply_is_skipped_not_raised() -> None:
+    event = load_event("sqs-s3-labels")
+    event["Records"][1]["body"] = "[" * 100_000 + "]" * 100_000
+
+    first, second = deliveries(event)
+
+    assert [o.key for o in first.objects] == ["labels/2024-06-03/déjà vu+batch.csv"]
+    assert (second.objects, second.skipped) == ([], ["message is not a JSON object"])

@@ -310,7 +310,7 @@ def _from_sns_record(sns: Any) -> Parsed:
     topic_arn = sns.get("TopicArn") or ""
     try:
         message = json.loads(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deeply to decode
         return _notice(sns, raw, topic_arn, note="")
 
     if not (isinstance(message, dict) and "AlarmName" in message and "NewStateValue" in message):
@@ -534,7 +534,7 @@ def _json_object(value: object) -> dict[str, Any] | None:
         return None
     try:
         parsed = json.loads(str(value))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None
 

@@ -339,6 +339,7 @@ def _find_column(header: list[str], wanted: tuple[str, ...]) -> int | None:
 
 
 UNTERMINATED_QUOTE = "unterminated quote"
+TOO_DEEP = "not valid JSON (nested too deeply)"
 
 
 def _line_fields(line: str) -> list[str] | str:
@@ -536,6 +537,11 @@ def _json_lines(lines: list[str], before: int) -> LabelBatch:
             if line.strip():
                 reason = f"not valid JSON ({exc.args[0] if exc.args else exc})"
                 batch.rejected.append(RejectedRow(number, reason, _as_read(line)))
+            continue
+        except RecursionError:
+            # The C decoder gives up past the interpreter's recursion limit (about 1,000 levels);
+            # that is about this line, not the file, so it is one rejected row.
+            batch.rejected.append(RejectedRow(number, TOO_DEEP, _as_read(line)))
             continue
         pair = _plain_pair(document)
         if pair is not None:
