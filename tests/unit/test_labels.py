@@ -363,3 +363,44 @@ def test_labels_a_json_line_nested_too_deeply_is_rejected_and_the_rest_is_read(d
     assert [type(r) for r in rows] == [RejectedRow, LabelRow]
     assert rows[0].reason == "not valid JSON (nested too deeply)"  # type: ignore[union-attr]
     assert rows[1] == LabelRow(2, "m-1", "0")
+
+
+@pytest.mark.parametrize(
+    ("literal", "index"),
+    [
+        ("1", 1),
+        ("1.0", 1),
+        ("1.00", 1),
+        ("0", 0),
+        ("9", 9),
+        ("1e0", None),
+        ("1E0", None),
+        ("100e-2", None),
+        ("0.99999999999999999", None),
+        ("1.00000000000000001", None),
+        ("9.0e0", None),
+        ("-0", None),
+        ("-0.0", None),
+        ("1" * 5000, None),
+    ],
+)
+def test_labels_a_json_number_is_judged_by_its_literal_as_a_csv_cell_is(
+    literal: str, index: int | None
+) -> None:
+    resolver = LabelResolver(DIGITS)
+    json_lines = f'{{"inference_id": "a", "label": {literal}}}\n'
+    sagemaker = f'{{"groundTruthData": {{"data": {literal}}}, "eventMetadata": {{"eventId": "a"}}}}\n'
+
+    parsed = [_parse(data.encode()) for data in (json_lines, sagemaker, f"id,label\na,{literal}\n")]
+
+    assert [rows[0] for rows in parsed] == [LabelRow(1, "a", literal)] * 2 + [LabelRow(2, "a", literal)]
+    assert resolver.index(literal) == index
+
+
+def test_labels_a_json_number_too_long_for_an_integer_gets_a_plain_reason() -> None:
+    digits = "1" * 5000
+
+    rows = _parse(f'{{"inference_id": {digits}, "label": 1}}\n'.encode())
+
+    assert rows == [RejectedRow(1, "inference id longer than 2048 bytes", rows[0].raw)]  # type: ignore[union-attr]
+    assert LabelResolver(DIGITS).reason(digits).startswith("unknown label '1111")

@@ -46,7 +46,6 @@ import gzip
 import io
 import itertools
 import json
-import math
 import re
 import tempfile
 import zlib
@@ -78,6 +77,22 @@ ASCII_SPACE = " \t\n\r\x0b\x0c"
 """What is trimmed from a label: ASCII whitespace only, so ``"\\u00a01"`` is not the label ``"1"``."""
 _INDEX = re.compile(r"(0|[1-9][0-9]{0,17})(?:\.0+)?")
 """A class index as a label may write it: ASCII digits, no sign, no leading zero, maybe ``.0...``."""
+
+
+class JsonNumber(str):
+    """A JSON number as written in the file (``1``, ``1.0``, ``1e0``, ``-0``), never converted.
+
+    A label is judged by its text, the same rule for a CSV cell, a JSON string and a JSON number:
+    ``1e0`` or ``0.99999999999999999`` would become ``1.0`` as a float and pass for class 1, and a
+    5,000-digit integer would fail Python's integer-string limit instead of being a plain
+    unknown label.
+    """
+
+    __slots__ = ()
+
+
+_JSON = json.JSONDecoder(parse_int=JsonNumber, parse_float=JsonNumber)
+"""Numbers stay their literal text; ``NaN`` and ``Infinity`` still become floats (rejected as not finite)."""
 
 
 class LabelStreamError(TruthwatchError):
@@ -529,7 +544,7 @@ def _json_lines(lines: list[str], before: int) -> LabelBatch:
     batch = LabelBatch()
     rows, ids, labels = batch.rows, batch.ids, batch.labels
     short = MAX_ID_BYTES // 4
-    loads = json.loads
+    loads = _JSON.decode
     for number, line in enumerate(lines, start=before + 1):
         try:
             document = loads(line)
@@ -574,12 +589,8 @@ def _plain_pair(document: Any) -> tuple[str, str] | None:
         label = truth.get("data")
     else:
         return None
-    # type() rather than isinstance(): a bool is an int, and must take the general path (rejected).
-    if type(inference_id) is int:
-        inference_id = str(inference_id)
-    if type(label) is int:
-        label = str(label)
-    if type(inference_id) is str and type(label) is str:
+    # JSON numbers are JsonNumber, a str as written; anything else takes the general path.
+    if isinstance(inference_id, str) and isinstance(label, str):
         return inference_id, label
     return None
 
@@ -621,14 +632,10 @@ def _json_text(value: Any, what: str) -> tuple[str, str | None]:
         return "", f"missing {what}"
     if isinstance(value, bool):
         return "", f"{what} is a boolean"
-    if isinstance(value, int):
+    if isinstance(value, str):  # a JsonNumber too: its literal, judged like any text
         return str(value), None
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "", f"{what} is not a finite number"
-        return repr(value), None
-    if isinstance(value, str):
-        return value, None
+    if isinstance(value, float):  # NaN, Infinity, -Infinity: the only numbers decoded as floats
+        return "", f"{what} is not a finite number"
     return "", f"{what} is a JSON {type(value).__name__}, expected a string or number"
 
 
@@ -639,8 +646,9 @@ class LabelResolver:
     ``class_names[i]``; or it is an integer ``n`` written in ASCII digits without sign or leading
     zeros, maybe followed by ``.`` and zeros (``1``, ``1.0``, ``1.00``), and ``str(n)`` is
     ``class_names[i]``; or that ``n`` is a valid index ``0 <= n < len(class_names)``. So ``"1"``,
-    ``" 1 "``, ``1`` and ``1.0`` (JSON numbers become ``"1"`` and ``"1.0"``) name the same class,
-    and ``"01"``, ``"+1"``, ``"1e0"``, ``"-0"``, ``"1_0"`` or digits of other scripts name none.
+    ``" 1 "``, ``1`` and ``1.0`` (a JSON number is its literal as written) name the same class,
+    and ``"01"``, ``"+1"``, ``"1e0"``, ``"-0"``, ``"1_0"`` or digits of other scripts name none,
+    as strings or as JSON numbers (``1e0``, ``-0``, ``0.99999999999999999``).
     Answers are cached, since a file repeats the same few labels.
     """
 
