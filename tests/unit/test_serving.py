@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from truthwatch.serving import (
     ModelOutputError,
+    PredictRequest,
     RequestError,
     ServingSettings,
     _check_rows,
@@ -182,6 +183,28 @@ def test_anything_but_numbers_gets_the_strict_error_with_its_location(rows, loca
         _check_rows(rows)
 
     assert caught.value.errors()[0]["loc"] == location
+
+
+@pytest.mark.parametrize(
+    ("inputs", "location", "kind"),
+    [
+        ([[1, "2"]], ("inputs", 0, 1), "float_type"),
+        ({"pixels": [[1, 2], [None]]}, ("inputs", "pixels", 1, 0), "float_type"),
+        ({"pixels": [1, 2]}, ("inputs", "pixels", 0), "list_type"),
+        ("rows", ("inputs",), "rows_type"),
+    ],
+)
+def test_inputs_are_checked_as_the_form_their_json_type_says(inputs, location, kind):
+    with pytest.raises(ValidationError) as caught:
+        PredictRequest.model_validate({"inputs": inputs})
+
+    first = caught.value.errors()[0]
+    assert (first["loc"], first["type"]) == (location, kind)
+    assert all(
+        isinstance(part, int) or part in ("inputs", "pixels")
+        for e in caught.value.errors()
+        for part in e["loc"]
+    )
 
 
 TRAINED_0_TO_16 = SimpleNamespace(input=SimpleNamespace(value_range=(0.0, 16.0)))

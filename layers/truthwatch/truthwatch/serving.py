@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from truthwatch.capture import Recorder, ScoredBatch, build_records, failure_entry
 from truthwatch.card import ModelCard
@@ -175,11 +176,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A JSON number: strict, so ``"1.5"``, ``true`` and ``null`` are refused instead of coerced."""
 StrictRows = list[list[Number]]
+NamedRows = dict[str, StrictRows]
 
 
 @cache
 def _strict_rows() -> TypeAdapter[list[list[float]]]:
     return TypeAdapter(StrictRows)
+
+
+def _all_numbers(value: Any) -> bool:
+    """Whether ``value`` is a list of lists of JSON numbers, in one C-level pass over the types."""
+    if type(value) is list and all(type(row) is list for row in value):
+        return set(map(type, chain.from_iterable(value))) <= {int, float}
+    return False
 
 
 def _check_rows(value: Any) -> list[list[float]]:
@@ -190,15 +199,55 @@ def _check_rows(value: Any) -> list[list[float]]:
     ``Infinity``, so ``int`` and ``float`` are all a JSON number can be here. Anything else goes
     through the strict validator, whose errors keep their locations (``instances.3.7``).
     """
-    if type(value) is list and all(type(row) is list for row in value):
-        kinds = set(map(type, chain.from_iterable(value)))
-        if kinds <= {int, float}:
-            return value
+    if _all_numbers(value):
+        return value  # type: ignore[no-any-return]
     return _strict_rows().validate_python(value)
+
+
+def _check_inputs(value: Any) -> list[list[float]] | dict[str, list[list[float]]]:
+    """``inputs`` checked as the form its JSON type says: rows (an array) or named rows (an object).
+
+    One validator rather than a union: pydantic validates a union against every member and
+    reports each member's errors under a location naming the member's schema, so an object
+    would be blamed for not being an array. Here an array is checked as rows and an object as
+    named rows, and the errors are located by positions and names only (``inputs.pixels.0.3``).
+    """
+    if type(value) is dict:
+        for name, rows in value.items():
+            if not _all_numbers(rows):
+                _check_named(name, rows)
+        return value
+    if type(value) is list:
+        return _check_rows(value)
+    raise PydanticCustomError(
+        "rows_type", "Input should be a list of rows, or an object naming one list of rows"
+    )
+
+
+def _check_named(name: str, rows: Any) -> None:
+    try:
+        _strict_rows().validate_python(rows)
+    except ValidationError as exc:
+        raise ValidationError.from_exception_data("inputs", _relocated(exc.errors(), (name,))) from None
+
+
+def _relocated(errors: Sequence[Mapping[str, Any]], prefix: tuple[str | int, ...]) -> list[InitErrorDetails]:
+    """Pydantic's own errors (type, context, input) under ``prefix``, to raise them again."""
+    located: list[InitErrorDetails] = []
+    for err in errors:
+        detail = InitErrorDetails(type=err["type"], loc=(*prefix, *err["loc"]), input=err["input"])
+        if "ctx" in err:
+            detail["ctx"] = err["ctx"]
+        located.append(detail)
+    return located
 
 
 Rows = Annotated[StrictRows, PlainValidator(_check_rows, json_schema_input_type=StrictRows)]
 """Rows of numbers: the schema of :data:`StrictRows`, checked by :func:`_check_rows`."""
+Inputs = Annotated[
+    StrictRows | NamedRows, PlainValidator(_check_inputs, json_schema_input_type=StrictRows | NamedRows)
+]
+"""``inputs``: rows, or one named list of rows; checked by :func:`_check_inputs`."""
 InferenceId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -210,7 +259,7 @@ class PredictRequest(BaseModel):
     instances: Rows | None = Field(
         default=None, description="Rows of numbers, each as long as the model card's input (64 for digits)."
     )
-    inputs: Rows | dict[str, Rows] | None = Field(
+    inputs: Inputs | None = Field(
         default=None,
         description="TensorFlow Serving's columnar form: the batch tensor, or one named input holding it.",
     )
@@ -448,7 +497,7 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> RequestError:
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-\[\](),]{1,48}")
-"""A location part quoted as is: field names, pydantic's union tags and short plain keys."""
+"""A location part quoted as is: field names, the names under ``inputs`` and short plain keys."""
 
 
 def _location(loc: Sequence[object]) -> str:

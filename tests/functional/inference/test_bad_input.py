@@ -182,6 +182,25 @@ def test_errors_quote_locations_and_types_never_values_and_stay_small(invoke, sh
     assert all({"location", "problem", "type"} == set(d) for d in payload["error"]["details"])
 
 
+@pytest.mark.parametrize(
+    ("body", "location"),
+    [
+        ({"inputs": [["x", *ROW[1:]]]}, "body.inputs.0.0"),
+        ({"inputs": {"pixels": [[*ROW[:-1], None]]}}, "body.inputs.pixels.0.63"),
+        ({"inputs": {"pixels": [ROW, [True, *ROW[1:]]]}}, "body.inputs.pixels.1.0"),
+        ({"inputs": 5}, "body.inputs"),
+    ],
+    ids=["rows", "named_rows", "second_named_row", "neither"],
+)
+def test_inputs_errors_name_positions_and_fields_of_the_form_the_json_type_says(invoke, body, location):
+    status, payload, _ = invoke(_event("rest", json.dumps(body), {"content-type": "application/json"}))
+
+    assert (status, payload["error"]["code"]) == (400, "invalid_body")
+    assert [d["location"] for d in payload["error"]["details"]] == [location]
+    assert payload["error"]["message"].startswith(location + ": ")
+    assert "more)" not in payload["error"]["message"]
+
+
 @pytest.mark.parametrize("shape", ["rest", "http"])
 def test_a_long_unknown_path_is_404_without_quoting_it_whole(invoke, shape):
     event = _event(shape, None)
