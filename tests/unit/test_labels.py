@@ -293,21 +293,24 @@ def test_labels_json_lines_in_small_batches_keep_every_row_in_order() -> None:
         '{"groundTruthData": {"data": "2"}, "eventMetadata": {"eventId": "d"}}',
         '{"inference_id": "e", "label": 5.0}',
     ]
-    data = "\n".join(lines).encode()
+    # Row 5 holds a real U+FFFD, valid UTF-8 (it was rejected as not UTF-8 until bytes that fail
+    # to decode were told apart from it); row 8 holds a byte that is not UTF-8.
+    data = "\n".join(lines).encode() + b'\n{"inference_id": "f\xff", "label": "1"}'
 
     batches = list(parse_label_batches(io.BytesIO(data), batch_rows=2))
     rows = _parse(data)
 
-    assert [r.row for b in batches for r in b.parsed()] == [r.row for r in rows] == [1, 2, 3, 5, 6, 7]
+    assert [r.row for b in batches for r in b.parsed()] == [r.row for r in rows] == [1, 2, 3, 5, 6, 7, 8]
     assert [r for r in rows if isinstance(r, LabelRow)] == [
         LabelRow(1, "a", "3"),
         LabelRow(2, "17", "4"),
+        LabelRow(5, "c\ufffd", "1"),
         LabelRow(6, "d", "2"),
         LabelRow(7, "e", "5.0"),
     ]
     assert [(r.row, r.reason) for r in rows if isinstance(r, RejectedRow)] == [
         (3, "label is a boolean"),
-        (5, "not valid UTF-8"),
+        (8, "not valid UTF-8"),
     ]
 
 
@@ -404,3 +407,39 @@ def test_labels_a_json_number_too_long_for_an_integer_gets_a_plain_reason() -> N
 
     assert rows == [RejectedRow(1, "inference id longer than 2048 bytes", rows[0].raw)]  # type: ignore[union-attr]
     assert LabelResolver(DIGITS).reason(digits).startswith("unknown label '1111")
+
+
+def test_labels_a_lone_surrogate_escape_in_json_is_rejected_as_not_valid_unicode() -> None:
+    data = (
+        b'{"inference_id": "m-0", "label": "\\ud800"}\n'
+        b'{"inference_id": "zz\\udc00", "label": "1"}\n'
+        b'{"groundTruthData": {"data": "1"}, "eventMetadata": {"eventId": "\\udbff"}}\n'
+        b'{"inference_id": "pair", "label": "\\ud83d\\ude00"}\n'
+    )
+
+    rows = _parse(data)
+
+    assert [(r.row, r.reason, r.raw) for r in rows if isinstance(r, RejectedRow)] == [
+        (n, "not valid Unicode: a lone surrogate", line)
+        for n, line in enumerate(data.decode().split("\n")[:3], 1)
+    ]
+    assert rows[3] == LabelRow(4, "pair", "\U0001f600")
+
+
+@pytest.mark.parametrize("layout", ["csv", "json"])
+def test_labels_only_bytes_that_fail_to_decode_are_not_utf8_a_real_u_fffd_is_text(layout: str) -> None:
+    lines = [("a\ufffd", "1"), ("b", "\ufffd"), ("c", "1")]
+    if layout == "csv":
+        data = (
+            "id,label\n" + "".join(f"{i},{label}\n" for i, label in lines)
+        ).encode() + b"d\xe9,1\ne,\xff\n"
+    else:
+        data = "".join(json.dumps({"id": i, "label": label}, ensure_ascii=False) + "\n" for i, label in lines)
+        data = data.encode() + b'{"id": "d\xe9", "label": "1"}\n{"id": "e", "label": "\xff"}\n'
+
+    rows = _parse(data)
+
+    assert [(r.inference_id, r.label) for r in rows if isinstance(r, LabelRow)] == lines
+    rejected = [r for r in rows if isinstance(r, RejectedRow)]
+    assert [r.reason for r in rejected] == ["not valid UTF-8"] * 2
+    assert all(r.raw.count("\ufffd") == 1 and r.raw.encode() for r in rejected)

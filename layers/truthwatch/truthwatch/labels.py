@@ -72,7 +72,10 @@ ID_FIELDS = ("inferenceid", "id")
 LABEL_FIELDS = ("label", "groundtruth", "ytrue")
 _ID_ALIASES = ("inference_id", "inferenceId", "id")
 _LABEL_ALIASES = ("label", "ground_truth", "y_true")
-_NOT_UTF8 = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Bytes that are not UTF-8 decode to lone surrogates (``surrogateescape``); so does a JSON ``\\ud800``."""
+NOT_UTF8 = "not valid UTF-8"
+LONE_SURROGATE = "not valid Unicode: a lone surrogate"
 ASCII_SPACE = " \t\n\r\x0b\x0c"
 """What is trimmed from a label: ASCII whitespace only, so ``"\\u00a01"`` is not the label ``"1"``."""
 _INDEX = re.compile(r"(0|[1-9][0-9]{0,17})(?:\.0+)?")
@@ -240,10 +243,12 @@ class _LabelText:
         if buffered.peek(2)[:2] == GZIP_MAGIC:
             self._inflated = _Inflated(buffered)
             binary = io.BufferedReader(self._inflated, buffer_size=READ_BUFFER_BYTES)
-        # Bytes that are not UTF-8 become U+FFFD, and rows holding one are rejected by the parser.
-        # Not "utf-8-sig": its decoder drops a file of one or two bytes that begin a byte-order
-        # mark (b"\xef") instead of replacing them; the mark is taken off the first line below.
-        self._text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
+        # Bytes that are not UTF-8 become lone surrogates (U+DC80..U+DCFF), which no valid text
+        # holds, so a row holding one is rejected as not UTF-8 while a real U+FFFD is a character
+        # like any other. Not "utf-8-sig": its decoder drops a file of one or two bytes that begin
+        # a byte-order mark (b"\xef") instead of passing them on; the mark is taken off the first
+        # line below.
+        self._text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
         self.lines_read = 0
         self.tail = ""
 
@@ -323,7 +328,17 @@ def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterato
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= RAW_TEXT_LIMIT else text[:RAW_TEXT_LIMIT] + "..."
+    """Text of a row for ``rejected/`` or a reason: at most :data:`RAW_TEXT_LIMIT` characters, valid Unicode.
+
+    Undecodable bytes (and lone surrogates from any source) show as U+FFFD, so the text can
+    always be written as UTF-8.
+    """
+    text = text if len(text) <= RAW_TEXT_LIMIT else text[:RAW_TEXT_LIMIT] + "..."
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def _as_csv(fields: list[str]) -> str:
@@ -421,7 +436,7 @@ class _CsvColumns:
         batch = self._fast(lines, before)
         if batch is None:
             batch = self._careful(lines, before)
-        _screen_utf8(batch)
+        _screen_unicode(batch, lines, before)
         return batch
 
     def _fast(self, lines: list[str], before: int) -> LabelBatch | None:
@@ -477,20 +492,33 @@ class _CsvColumns:
                     ids.append(inference_id)
                     labels.append(label)
                     continue
-                batch.add(_checked(number, inference_id, label, fields))
+                batch.add(_checked(number, inference_id, label, fields, lines[number - before - 1]))
             elif lines[number - before - 1].strip():
                 reason = f"row has {len(fields)} fields, the id and label columns need {width}"
                 batch.rejected.append(RejectedRow(number, reason, _as_csv(fields)))
         return number
 
 
-def _screen_utf8(batch: LabelBatch) -> None:
-    """Move rows holding U+FFFD (bytes that were not UTF-8) to ``rejected``; one scan per batch."""
-    if _NOT_UTF8 not in "".join(batch.ids) and _NOT_UTF8 not in "".join(batch.labels):
+def _screen_unicode(batch: LabelBatch, lines: list[str], before: int) -> None:
+    """Move rows holding a lone surrogate to ``rejected``; ``lines`` are the batch's, after ``before``.
+
+    A surrogate comes from bytes that were not UTF-8, or from a JSON escape such as ``\\ud800``;
+    neither can be written out as UTF-8 nor be an inference id. One check per batch: an ASCII
+    batch has none, and encoding the rest finds one.
+    """
+    text = "".join(batch.ids) + "".join(batch.labels)
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
         return
     kept = LabelBatch(rejected=batch.rejected)
     for row, inference_id, label in zip(batch.rows, batch.ids, batch.labels, strict=True):
-        kept.add(_checked(row, inference_id, label, [inference_id, label]))
+        line = lines[row - before - 1]
+        kept.add(_checked(row, inference_id, label, _as_read(line), line))
     batch.rows, batch.ids, batch.labels = kept.rows, kept.ids, kept.labels
     batch.rejected.sort(key=lambda r: r.row)
 
@@ -505,11 +533,13 @@ def _reject_every_line(chunks: Iterable[list[str]], offset: int, reason: str) ->
         before += len(chunk)
 
 
-def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> ParsedRow:
+def _checked(row: int, inference_id: str, label: str, raw: str | list[str], line: str) -> ParsedRow:
+    """A row of ``line`` after its fields are read: a :class:`LabelRow`, or rejected with the reason."""
     inference_id = inference_id.strip()
     label = label.strip(ASCII_SPACE)
     short = len(inference_id) <= MAX_ID_BYTES // 4  # at most 4 bytes a character in UTF-8
-    if inference_id and label and short and _NOT_UTF8 not in label + inference_id:
+    unicode = not _has_surrogate(label + inference_id)
+    if inference_id and label and short and unicode:
         return LabelRow(row, inference_id, label)
 
     text = raw if isinstance(raw, str) else _as_csv(raw)
@@ -517,8 +547,10 @@ def _checked(row: int, inference_id: str, label: str, raw: str | list[str]) -> P
         return RejectedRow(row, "missing inference id", text)
     if not label:
         return RejectedRow(row, "missing label", text)
-    if _NOT_UTF8 in inference_id or _NOT_UTF8 in label:
-        return RejectedRow(row, "not valid UTF-8", text)
+    if not unicode:
+        # In the line itself, the surrogate stands for bytes that were not UTF-8; otherwise it
+        # came from a JSON escape of half a surrogate pair.
+        return RejectedRow(row, NOT_UTF8 if _has_surrogate(line) else LONE_SURROGATE, text)
     if len(inference_id.encode("utf-8")) > MAX_ID_BYTES:
         return RejectedRow(row, f"inference id longer than {MAX_ID_BYTES} bytes", text[:200])
     return LabelRow(row, inference_id, label)
@@ -572,8 +604,8 @@ def _json_lines(lines: list[str], before: int) -> LabelBatch:
                 RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
             )
         else:
-            batch.add(_json_row(number, document, raw))
-    _screen_utf8(batch)
+            batch.add(_json_row(number, document, raw, line))
+    _screen_unicode(batch, lines, before)
     return batch
 
 
@@ -595,7 +627,7 @@ def _plain_pair(document: Any) -> tuple[str, str] | None:
     return None
 
 
-def _json_row(row: int, document: dict[str, Any], raw: str) -> ParsedRow:
+def _json_row(row: int, document: dict[str, Any], raw: str, line: str) -> ParsedRow:
     ground_truth = document.get("groundTruthData")
     if isinstance(ground_truth, dict):
         metadata = document.get("eventMetadata")
@@ -612,7 +644,7 @@ def _json_row(row: int, document: dict[str, Any], raw: str) -> ParsedRow:
     label, label_problem = _json_text(label_value, "label")
     if label_problem:
         return RejectedRow(row, label_problem, raw)
-    return _checked(row, inference_id, label, raw)
+    return _checked(row, inference_id, label, raw, line)
 
 
 def _field(document: dict[str, Any], exact: tuple[str, ...], normalised: tuple[str, ...]) -> Any:

@@ -334,3 +334,33 @@ def test_metrics_a_clean_reupload_under_the_same_key_empties_its_rejected_file(
     assert (summary["matched"], summary["rejected"]) == (10, 0)
     assert stack.s3.get_object(Bucket=BUCKET, Key=rejected_key)["Body"].read() == b""
     assert rejected_key in summary["reports"]
+
+
+def test_metrics_rejects_nested_and_lone_surrogate_json_rows_and_processes_the_rest(
+    stack: Stack, lambda_context: LambdaContext
+) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=10)
+    good = [json.dumps({"inference_id": i, "label": y}) for i, y in zip(stack.ids, stack.y_true, strict=True)]
+    deep = "[" * 100_000 + "]" * 100_000
+    bad = [
+        f'{{"inference_id": "{stack.ids[0]}", "label": {deep}}}',
+        f'{{"inference_id": "{stack.ids[1]}", "label": "\\ud800"}}',  # a matched id
+        '{"inference_id": "zz\\udc00", "label": "1"}',  # an id no prediction has
+    ]
+    etag = stack.put_labels(CSV_KEY, "\n".join([*bad, *good]).encode())
+
+    [summary] = app.lambda_handler(_s3_event(etag), lambda_context)["processed"]
+
+    assert {k: summary[k] for k in ("read", "matched", "unknown", "rejected")} == {
+        "read": 13,
+        "matched": 10,
+        "unknown": 0,
+        "rejected": 3,
+    }
+    rejected = stack.s3.get_object(Bucket=BUCKET, Key=f"rejected/{CSV_KEY}.jsonl")["Body"].read().decode()
+    assert [json.loads(line)["reason"] for line in rejected.splitlines()] == [
+        "not valid JSON (nested too deeply)",
+        "not valid Unicode: a lone surrogate",
+        "not valid Unicode: a lone surrogate",
+    ]
+    assert len(summary["reports"]) == 3
