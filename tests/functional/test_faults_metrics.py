@@ -287,3 +287,33 @@ def test_a_damaged_label_file_is_processed_once_with_its_rows_counted_once_and_t
     assert "line 41" in report["rows"]["file_error"]
     assert stack.metric_sum("labels_matched", *_window(predicted_at)) == 40
     assert _completed_runs(stack) == 1
+
+
+def test_rejected_rows_failing_to_upload_leave_no_report_and_the_retry_writes_both(
+    stack: Stack, lambda_context: LambdaContext
+) -> None:
+    predicted_at, _ = _labelled(stack)
+    body = "inference_id,label\n" + "".join(
+        f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True)
+    )
+    etag = stack.put_labels(KEY, f"{body}{stack.ids[0]},cat\n".encode())
+    services = app.service().services
+    puts = _count(services.cloudwatch, "PutMetricData")
+
+    def fail_rejected(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"].startswith("rejected/"):
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected fault"}}, "PutObject")
+
+    event_name = "before-parameter-build.s3.PutObject"  # params as the API takes them
+    services.s3.meta.events.register(event_name, fail_rejected, unique_id="fail-rejected")
+    with pytest.raises(ClientError, match="InternalError"):
+        app.lambda_handler(_event(etag), lambda_context)
+
+    # No report claims rejected rows that are not there, and nothing was published.
+    assert (_reports(stack), _rejected_files(stack), puts, _completed_runs(stack)) == ([], [], [], 0)
+    services.s3.meta.events.unregister(event_name, unique_id="fail-rejected")
+    [summary] = app.lambda_handler(_event(etag), lambda_context)["processed"]
+
+    assert (summary["matched"], summary["rejected"]) == (40, 1)
+    assert len(_reports(stack)) == 2 and _rejected_files(stack) == [f"rejected/{KEY}.jsonl"]
+    assert stack.metric_sum("labels_matched", *_window(predicted_at)) == 40

@@ -443,3 +443,20 @@ def test_labels_only_bytes_that_fail_to_decode_are_not_utf8_a_real_u_fffd_is_tex
     rejected = [r for r in rows if isinstance(r, RejectedRow)]
     assert [r.reason for r in rejected] == ["not valid UTF-8"] * 2
     assert all(r.raw.count("\ufffd") == 1 and r.raw.encode() for r in rejected)
+
+
+@pytest.mark.parametrize("text", ["zz\udc00", "\ud800", "a\udfffb\ud83d", "\U0001f600 \ufffd é"])
+def test_labels_rejected_rows_are_written_whatever_text_they_hold(text: str) -> None:
+    read = [RejectedRow(1, f"bad {text}", text), RejectedRow(3, "missing label", text)]
+    with RejectedRows(texts=[text]) as rows:
+        rows.extend(read)
+        rows.reject(np.array([2]), np.array([0], dtype=np.int32), f"unknown label {text!r}")
+        written = rows.jsonl().read()
+
+        assert [json.loads(line) for line in written.decode("utf-8").splitlines()] == [
+            {"row": 1, "reason": f"bad {text}", "raw": text},
+            {"row": 2, "reason": f"unknown label {text!r}", "raw": text},
+            {"row": 3, "reason": "missing label", "raw": text},
+        ]
+        assert list(rows) == [*read[:1], RejectedRow(2, f"unknown label {text!r}", text), read[1]]
+    assert rejected_jsonl(read).decode("utf-8").count("\n") == 2

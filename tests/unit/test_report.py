@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -9,7 +10,16 @@ import pytest
 
 from tests.unit.test_join import small_card
 from truthwatch.card import Attributions, ModelCard
-from truthwatch.report import attribution_summary, build_report, rejected_key, report_key, to_html, to_json
+from truthwatch.report import (
+    attribution_summary,
+    build_report,
+    json_utf8,
+    rejected_key,
+    report_key,
+    text_utf8,
+    to_html,
+    to_json,
+)
 
 WHEN = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
 
@@ -188,3 +198,22 @@ def test_report_html_shows_the_version_comparison() -> None:
     assert "Version comparison" in html
     assert "0123456789ab (this report)" in html
     assert "accuracy +0.0300 (0123456789ab minus ba9876543210) is beyond the bootstrap noise" in html
+
+
+# Lone surrogates, from a JSON escape or from bytes decoded with surrogateescape, have no UTF-8
+# encoding; the writers must not fail on them, wherever in the report they are.
+ODD_TEXTS = ["zz\udc00", "\ud800", "a\udfffb\ud83d", "\U0001f600 \ufffd é", "\x00\x1b"]
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS)
+def test_report_writers_write_any_text(text: str) -> None:
+    rows = {**_report()["rows"], "unknown_examples": [text], "rejected_reasons": {text: 1}}  # type: ignore[dict-item]
+    source = {"bucket": "b", "key": f"labels/{text}.csv", "version_id": None, "etag": "e"}
+    report = _report(rows=rows, source=source, model={"name": text, "version": text})
+
+    written = to_json(report)
+    page = text_utf8(to_html(report))
+
+    assert json.loads(written.decode("utf-8")) == json.loads(json.dumps(report))  # the same strings back
+    assert page.decode("utf-8").count("\ufffd") >= sum(0xD800 <= ord(c) <= 0xDFFF for c in text)
+    assert json.loads(json_utf8(json.dumps({text: [text]}, ensure_ascii=False))) == {text: [text]}

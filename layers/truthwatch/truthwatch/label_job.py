@@ -35,7 +35,15 @@ from truthwatch.notifications import LabelObject
 from truthwatch.publish import MetricPoint, hour_start, metric_data, put_metric_data, split_by_age
 from truthwatch.quality import HOURLY_METRICS, Quality, assess_quality, confusion_counts, label_scores
 from truthwatch.records import format_time
-from truthwatch.report import attribution_summary, build_report, rejected_key, report_key, to_html, to_json
+from truthwatch.report import (
+    attribution_summary,
+    build_report,
+    rejected_key,
+    report_key,
+    text_utf8,
+    to_html,
+    to_json,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch.client import CloudWatchClient
@@ -380,8 +388,15 @@ def _write(
     services: Services,
     now: datetime,
 ) -> list[str]:
-    written: list[str] = []
+    """Write ``rejected/`` first, then the reports; return the keys written.
+
+    The order keeps the bucket consistent whatever step fails: every report is rendered before
+    anything is written (strict JSON refuses NaN), and a report is written only once the rejected
+    rows it counts are in place. A failure fails the invocation before the metrics are published;
+    the retry writes the same keys again, over whatever was written the first time.
+    """
     not_published = sorted({format_time(p.timestamp) for p in stale})
+    bodies: list[tuple[str, bytes, str]] = []
     for report in reports:
         report["publication"] = {
             "namespace": services.namespace,
@@ -392,13 +407,9 @@ def _write(
             else "",
         }
         version = report["model"]["version"] if report["model"] else None
-        for suffix, body, content_type in (
-            (".json", to_json(report), "application/json"),
-            (".html", to_html(report).encode("utf-8"), "text/html; charset=utf-8"),
-        ):
-            key = report_key(version, now, obj.key, suffix)
-            services.s3.put_object(Bucket=services.data_bucket, Key=key, Body=body, ContentType=content_type)
-            written.append(key)
+        bodies.append((report_key(version, now, obj.key, ".json"), to_json(report), "application/json"))
+        html = text_utf8(to_html(report))
+        bodies.append((report_key(version, now, obj.key, ".html"), html, "text/html; charset=utf-8"))
 
     # Written for every processed object, empty when nothing was rejected: a corrected file uploaded
     # under the same key must not leave the earlier file's rejected rows standing (the versioned
@@ -412,5 +423,11 @@ def _write(
         ExtraArgs={"ContentType": "application/x-ndjson"},
         Config=REJECTED_UPLOAD,
     )
-    written.append(key)
+    written = [key]
+
+    for report_at, body, content_type in bodies:
+        services.s3.put_object(
+            Bucket=services.data_bucket, Key=report_at, Body=body, ContentType=content_type
+        )
+        written.append(report_at)
     return written

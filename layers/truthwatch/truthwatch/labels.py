@@ -59,6 +59,7 @@ import numpy as np
 import numpy.typing as npt
 
 from truthwatch.errors import TruthwatchError
+from truthwatch.report import json_utf8
 
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BUFFER_BYTES = 1 << 20
@@ -725,7 +726,7 @@ class LabelResolver:
 def rejected_jsonl(rows: Iterable[RejectedRow]) -> bytes:
     """The ``rejected/`` object: one JSON object per line, in row order."""
     ordered = sorted(rows, key=lambda r: r.row)
-    return "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in ordered).encode("utf-8")
+    return json_utf8("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in ordered))
 
 
 def reason_kind(reason: str) -> str:
@@ -794,7 +795,7 @@ class RejectedRows:
         if lines:
             if self._spool is None:
                 self._spool = tempfile.TemporaryFile(prefix="truthwatch-rejected-")  # noqa: SIM115 - closed by close()
-            self._spool.write("".join(lines).encode("utf-8"))
+            self._spool.write(json_utf8("".join(lines)))
 
     def reason_id(self, reason: str) -> int:
         """The code of ``reason`` for :meth:`reject`."""
@@ -848,11 +849,11 @@ class RejectedRows:
             block.append(line)
             size += len(line)
             if size >= SPOOL_BLOCK_BYTES:
-                yield "".join(block).encode("utf-8")
+                yield json_utf8("".join(block))
                 block, size = [], 0
         block.extend(self._joined_line(joined, i) for i in range(next_joined, len(joined[0])))
         if block:
-            yield "".join(block).encode("utf-8")
+            yield json_utf8("".join(block))
 
     def _spooled_lines(self) -> Iterator[tuple[int, str]]:
         if self._spool is None:

@@ -10,6 +10,7 @@ inline and every chart is plain HTML.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -73,8 +74,33 @@ def build_report(
 
 
 def to_json(report: dict[str, Any]) -> bytes:
-    """Strict JSON: raises ``ValueError`` rather than write NaN or infinity."""
-    return (json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n").encode("utf-8")
+    """Strict JSON: raises ``ValueError`` rather than write NaN or infinity; any text can be written."""
+    return json_utf8(json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_utf8(text: str) -> bytes:
+    """JSON text, as ``json.dumps(..., ensure_ascii=False)`` writes it, encoded as UTF-8 whatever it holds.
+
+    A lone surrogate (a JSON ``\\ud800`` escape decoded, or a byte that was not UTF-8 decoded
+    with ``surrogateescape``) has no UTF-8 encoding, and ``str.encode`` would raise. In JSON it
+    can only stand inside a string, so it is written back as its ``\\uXXXX`` escape, which reads
+    as the same string. Text without one costs one ``encode``.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text).encode("utf-8")
+
+
+def text_utf8(text: str) -> bytes:
+    """Text (the HTML report) encoded as UTF-8 whatever it holds: a lone surrogate becomes U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text).encode("utf-8")
 
 
 _STYLE = """
