@@ -342,7 +342,8 @@ class _HttpResolver(APIGatewayHttpResolver):
 
 
 class _JsonBodies(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation, reading a body only when it is labelled JSON."""
+    """Powertools' request validation, reading a body only when it is labelled JSON, and checking
+    its outer shape (``serving.check_body_shape``) before the value-by-value validation."""
 
     # Maintenance: Powertools picks a body parser by prefix of the raw Content-Type: a form
     # (what `curl -d` sends) is parsed into one field named after the whole body, which then
@@ -350,7 +351,17 @@ class _JsonBodies(OpenAPIRequestValidationMiddleware):
     # handler. Overriding this private method refuses all of them with one 415 first.
     def _get_body(self, app: EventHandlerInstance) -> dict[str, Any]:
         serving.check_media_type(app.current_event.headers.get("content-type"))
-        return super()._get_body(app)
+        body = super()._get_body(app)
+        max_rows, limit_name = _row_limit(app.context["_route"].path)
+        serving.check_body_shape(body, service().card.n_features, max_rows, limit_name)
+        return body
+
+
+def _row_limit(path: str) -> tuple[int, str]:
+    """The row limit of a body-taking route and the setting it comes from."""
+    if path == "/explain":
+        return settings().max_explain_rows, "MAX_EXPLAIN_ROWS"
+    return settings().max_batch_rows, "MAX_BATCH_ROWS"
 
 
 def _resolver(kind: type[ApiGatewayResolver]) -> ApiGatewayResolver:

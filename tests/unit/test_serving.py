@@ -9,11 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from truthwatch.serving import (
+    _FIELDS,
+    MAX_DETAILS,
+    MORE_PROBLEMS,
     ModelOutputError,
     PredictRequest,
     RequestError,
     ServingSettings,
     _check_rows,
+    check_body_shape,
     check_media_type,
     check_model_output,
     decode_body,
@@ -204,6 +208,80 @@ def test_inputs_are_checked_as_the_form_their_json_type_says(inputs, location, k
         isinstance(part, int) or part in ("inputs", "pixels")
         for e in caught.value.errors()
         for part in e["loc"]
+    )
+
+
+def test_rows_of_wrong_values_list_ten_problems_and_count_the_rest():
+    rows = [[1.0, "a", None], [True] * 5, "row", [2.0] * 3] + [["x"] * 100] * 3
+
+    with pytest.raises(ValidationError) as caught:
+        _check_rows(rows)
+
+    errors = caught.value.errors()
+    assert [e["loc"] for e in errors[:MAX_DETAILS]] == [
+        (0, 1),
+        (0, 2),
+        *[(1, j) for j in range(5)],
+        (2,),
+        (4, 0),
+        (4, 1),
+    ]
+    assert [e["type"] for e in errors[:MAX_DETAILS]] == ["float_type"] * 7 + ["list_type"] + [
+        "float_type"
+    ] * 2
+    assert (errors[-1]["type"], errors[-1]["ctx"]) == (MORE_PROBLEMS, {"count": 2 + 5 + 1 + 300 - 10})
+    assert validation_error(errors).message == (
+        f"0.1: Input should be a valid number (and {2 + 5 + 1 + 300 - 1} more)"
+    )
+    assert len(validation_error(errors).details) == MAX_DETAILS
+
+
+def test_the_shape_check_knows_exactly_the_request_fields():
+    assert set(_FIELDS) == set(PredictRequest.model_fields)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [[1.0] * 64],
+        "text",
+        {"instances": [[1.0] * 64] * 4},
+        {"instances": [[1.0] * 3, ["x"]]},
+        {"inputs": {"pixels": [[1.0] * 64]}},
+        {"instances": 5, "inputs": "x", "inference_ids": ["a"] * 4},
+    ],
+)
+def test_the_shape_check_leaves_what_validation_reports_in_one_error_to_validation(body):
+    check_body_shape(body, 64, max_rows=4)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"instances": [[1.0]] * 5}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_many_rows"),
+        ({"inputs": {"x": [1.0] * 5}}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_many_rows"),
+        ({"instances": [1.0, 2.0]}, HTTPStatus.BAD_REQUEST, "wrong_shape"),
+        ({"inputs": [[1.0], 2.0]}, HTTPStatus.BAD_REQUEST, "wrong_shape"),
+        ({"inputs": {}}, HTTPStatus.BAD_REQUEST, "invalid_inputs"),
+        ({"inputs": {"a": [], "b": []}}, HTTPStatus.BAD_REQUEST, "invalid_inputs"),
+        ({"instances": [[1.0]], "inference_ids": ["a"] * 5}, HTTPStatus.BAD_REQUEST, "invalid_inference_ids"),
+        ({"instances": [[1.0]], "rows": 1}, HTTPStatus.BAD_REQUEST, "invalid_body"),
+    ],
+)
+def test_the_shape_check_refuses_by_keys_and_rows(body, status, code):
+    with pytest.raises(RequestError) as caught:
+        check_body_shape(body, 64, max_rows=4, limit_name="MAX_EXPLAIN_ROWS")
+
+    assert (caught.value.status, caught.value.code) == (status, code)
+
+
+def test_too_many_rows_names_the_setting_behind_the_limit():
+    with pytest.raises(RequestError) as caught:
+        check_body_shape({"instances": [0] * 9}, 64, max_rows=8, limit_name="MAX_EXPLAIN_ROWS")
+
+    assert (
+        caught.value.message == "9 rows exceed the limit of 8 per request (MAX_EXPLAIN_ROWS); split the batch"
     )
 
 

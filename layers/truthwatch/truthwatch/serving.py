@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from http import HTTPStatus
 from itertools import chain
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from truthwatch.capture import Recorder, ScoredBatch, build_records, failure_entry
@@ -179,15 +178,16 @@ StrictRows = list[list[Number]]
 NamedRows = dict[str, StrictRows]
 
 
-@cache
-def _strict_rows() -> TypeAdapter[list[list[float]]]:
-    return TypeAdapter(StrictRows)
+_NUMBERS = frozenset((int, float))
+"""What a JSON number parsed by orjson can be (it has already refused ``NaN`` and ``Infinity``)."""
+MORE_PROBLEMS = "more_problems"
+"""Type of the one validation error that counts the problems a check found but did not list."""
 
 
 def _all_numbers(value: Any) -> bool:
     """Whether ``value`` is a list of lists of JSON numbers, in one C-level pass over the types."""
     if type(value) is list and all(type(row) is list for row in value):
-        return set(map(type, chain.from_iterable(value))) <= {int, float}
+        return set(map(type, chain.from_iterable(value))) <= _NUMBERS
     return False
 
 
@@ -195,13 +195,14 @@ def _check_rows(value: Any) -> list[list[float]]:
     """Accept a list of lists of JSON numbers with one C-level pass over the element types.
 
     Pydantic checks a thousand-row batch element by element in about 3 ms; collecting the set
-    of element types takes a fraction of that. orjson has already refused ``NaN`` and
-    ``Infinity``, so ``int`` and ``float`` are all a JSON number can be here. Anything else goes
-    through the strict validator, whose errors keep their locations (``instances.3.7``).
+    of element types takes a fraction of that. Anything else is refused with the first
+    :data:`MAX_DETAILS` problems located (``instances.3.7``) and a count of the rest (see
+    :func:`_row_problems`), never with one error per value.
     """
     if _all_numbers(value):
         return value  # type: ignore[no-any-return]
-    return _strict_rows().validate_python(value)
+    listed, total = _row_problems(value)
+    raise _invalid("rows", listed, total)
 
 
 def _check_inputs(value: Any) -> list[list[float]] | dict[str, list[list[float]]]:
@@ -213,9 +214,15 @@ def _check_inputs(value: Any) -> list[list[float]] | dict[str, list[list[float]]
     named rows, and the errors are located by positions and names only (``inputs.pixels.0.3``).
     """
     if type(value) is dict:
+        listed: list[InitErrorDetails] = []
+        total = 0
         for name, rows in value.items():
             if not _all_numbers(rows):
-                _check_named(name, rows)
+                found, count = _row_problems(rows, (name,))
+                listed += found[: MAX_DETAILS - len(listed)]
+                total += count
+        if total:
+            raise _invalid("inputs", listed, total)
         return value
     if type(value) is list:
         return _check_rows(value)
@@ -224,22 +231,41 @@ def _check_inputs(value: Any) -> list[list[float]] | dict[str, list[list[float]]
     )
 
 
-def _check_named(name: str, rows: Any) -> None:
-    try:
-        _strict_rows().validate_python(rows)
-    except ValidationError as exc:
-        raise ValidationError.from_exception_data("inputs", _relocated(exc.errors(), (name,))) from None
+def _row_problems(value: Any, prefix: tuple[str | int, ...] = ()) -> tuple[list[InitErrorDetails], int]:
+    """The first :data:`MAX_DETAILS` problems of a list of rows, located, and how many there are.
+
+    The problems are pydantic's own (``list_type`` for a row that is not a list, ``float_type``
+    for a value that is not a number), so they read as its strict validation would. Each row is
+    counted in one C-level pass; only rows with a problem are walked, and only until the list is
+    full, so a body of millions of wrong values costs one pass, not one error object per value.
+    """
+    if type(value) is not list:
+        return [InitErrorDetails(type="list_type", loc=prefix, input=value)], 1
+    listed: list[InitErrorDetails] = []
+    total = 0
+    for i, row in enumerate(value):
+        if type(row) is not list:
+            total += 1
+            if len(listed) < MAX_DETAILS:
+                listed.append(InitErrorDetails(type="list_type", loc=(*prefix, i), input=row))
+            continue
+        wrong = len(row) - sum(map(_NUMBERS.__contains__, map(type, row)))
+        total += wrong
+        for j, item in enumerate(row if wrong and len(listed) < MAX_DETAILS else ()):
+            if type(item) not in _NUMBERS:
+                listed.append(InitErrorDetails(type="float_type", loc=(*prefix, i, j), input=item))
+                if len(listed) == MAX_DETAILS:
+                    break
+    return listed, total
 
 
-def _relocated(errors: Sequence[Mapping[str, Any]], prefix: tuple[str | int, ...]) -> list[InitErrorDetails]:
-    """Pydantic's own errors (type, context, input) under ``prefix``, to raise them again."""
-    located: list[InitErrorDetails] = []
-    for err in errors:
-        detail = InitErrorDetails(type=err["type"], loc=(*prefix, *err["loc"]), input=err["input"])
-        if "ctx" in err:
-            detail["ctx"] = err["ctx"]
-        located.append(detail)
-    return located
+def _invalid(title: str, listed: list[InitErrorDetails], total: int) -> ValidationError:
+    """A validation error of the ``listed`` problems, and one :data:`MORE_PROBLEMS` entry for the rest."""
+    unlisted = total - len(listed)
+    if unlisted > 0:
+        more = PydanticCustomError(MORE_PROBLEMS, "{count} more problems not listed", {"count": unlisted})
+        listed = [*listed, InitErrorDetails(type=more, loc=(), input=None)]
+    return ValidationError.from_exception_data(title, listed)
 
 
 Rows = Annotated[StrictRows, PlainValidator(_check_rows, json_schema_input_type=StrictRows)]
@@ -474,20 +500,27 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> RequestError:
     """Turn Powertools' (pydantic's) validation errors into a 400, without echoing the input.
 
     Each detail gives a location (field names and positions), pydantic's problem text and its
-    error type; pydantic's ``input`` is dropped, field names the schema does not know are quoted
+    error type, for the first :data:`MAX_DETAILS` problems; a :data:`MORE_PROBLEMS` entry counts
+    problems a check found without listing them, so the message's "(and N more)" counts every
+    problem found. Pydantic's ``input`` is dropped, field names the schema does not know are quoted
     only when short and plain (see :func:`_location`), and every text is bounded, so the answer
     stays small whatever the body held.
     """
+    listed = [err for err in errors if err.get("type") != MORE_PROBLEMS]
+    unlisted = sum(
+        int((err.get("ctx") or {}).get("count", 0)) for err in errors if err.get("type") == MORE_PROBLEMS
+    )
     details = [
         {
             "location": _location(err.get("loc", ())),
             "problem": quote(str(err.get("msg", "")), 2 * MAX_QUOTED),
             "type": quote(str(err.get("type", "")), MAX_QUOTED),
         }
-        for err in errors[:MAX_DETAILS]
+        for err in listed[:MAX_DETAILS]
     ]
     first = details[0] if details else {"location": "body", "problem": "invalid"}
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    total = len(listed) + unlisted
+    more = f" (and {total - 1} more)" if total > 1 else ""
     return RequestError(
         HTTPStatus.BAD_REQUEST,
         "invalid_body",
@@ -533,6 +566,118 @@ def unmatched_route(method: str, path: str) -> RequestError:
     )
 
 
+# ---- the outer shape, before validation ------------------------------------------------------------
+
+_FIELDS = ("instances", "inputs", "inference_ids")
+"""The fields of :class:`PredictRequest`; a test keeps them equal."""
+_JSON_TYPES: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+    int: "a number",
+    float: "a number",
+}
+
+
+def check_body_shape(body: Any, n_features: int, max_rows: int, limit_name: str = "MAX_BATCH_ROWS") -> None:
+    """Refuse a parsed body by its outer shape, before its values are validated one by one.
+
+    Validation collects one error per wrong value, and a 6 MiB body holds three million of
+    them: building those took tens of seconds. These checks cost time in proportion to the
+    keys and rows, not the values, and leave validation a body whose errors are bounded: at
+    most ``max_rows`` rows, each a list (whose values :func:`_check_rows` reports ten at a
+    time), at most ``max_rows`` ids, the known fields only. A body that is not an object, or a
+    field of the wrong type, is left to validation, which reports it in one error.
+
+    Raises
+    ------
+    RequestError
+        400 ``invalid_body`` for fields the schema does not know (the first
+        :data:`MAX_DETAILS` listed, all counted); 413 ``too_many_rows`` for more than
+        ``max_rows`` rows (``limit_name`` is the setting, named in the message); 400
+        ``wrong_shape`` when rows are not all lists (a flat list of numbers, for one); 400
+        ``invalid_inputs`` for an ``inputs`` object that names other than one input; 400
+        ``invalid_inference_ids`` for more ids than ``max_rows``.
+    """
+    if type(body) is not dict:
+        return
+    unknown = [key for key in body if key not in _FIELDS]
+    if unknown:
+        raise _unknown_fields(unknown)
+
+    for field_name in ("instances", "inputs"):
+        value, where = body.get(field_name), field_name
+        if field_name == "inputs" and type(value) is dict:
+            value, where = _only_input(value)
+        if type(value) is list:
+            _check_row_list(value, where, n_features, max_rows, limit_name)
+
+    ids = body.get("inference_ids")
+    if type(ids) is list and len(ids) > max_rows:
+        reason = f"{len(ids)} inference ids for at most {max_rows} rows ({limit_name}); send one per row"
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_inference_ids",
+            f"inference_ids: {reason}",
+            [{"index": None, "reason": reason}],
+        )
+
+
+def _unknown_fields(unknown: Sequence[str]) -> RequestError:
+    errors: list[dict[str, Any]] = [
+        {"loc": ("body", key), "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+        for key in unknown[:MAX_DETAILS]
+    ]
+    if len(unknown) > MAX_DETAILS:
+        errors.append({"type": MORE_PROBLEMS, "ctx": {"count": len(unknown) - MAX_DETAILS}})
+    return validation_error(errors)
+
+
+def _only_input(named: dict[str, Any]) -> tuple[Any, str]:
+    if len(named) != 1:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            "invalid_inputs",
+            f"the model has one input; `inputs` names {len(named)}",
+        )
+    name, rows = next(iter(named.items()))
+    return rows, _location(("inputs", name))
+
+
+def _check_row_list(rows: list[Any], where: str, n_features: int, max_rows: int, limit_name: str) -> None:
+    if len(rows) > max_rows:
+        raise _too_many_rows(len(rows), max_rows, limit_name)
+    if all(type(row) is list for row in rows):
+        return
+
+    expected = f"a list of rows, each a list of {n_features} numbers: shape (n, {n_features})"
+    kinds = [
+        (i, _JSON_TYPES.get(type(row), "a value")) for i, row in enumerate(rows) if type(row) is not list
+    ]
+    if len(kinds) == len(rows) and all(kind == "a number" for _, kind in kinds):
+        received = f"({len(rows)},)"
+        problem = f"it is a flat list of {len(rows)} numbers, shape {received}; send one row as [[...]]"
+        details: list[dict[str, Any]] = [{"expected": f"(n, {n_features})", "received": received}]
+    else:
+        more = f" (and {len(kinds) - 1} more items that are not lists)" if len(kinds) > 1 else ""
+        problem = f"item {kinds[0][0]} is {kinds[0][1]}{more}"
+        details = [{"row": i, "received": kind.split(" ")[-1]} for i, kind in kinds[:MAX_DETAILS]]
+    raise RequestError(
+        HTTPStatus.BAD_REQUEST, "wrong_shape", f"`{where}` must be {expected}; {problem}", details
+    )
+
+
+def _too_many_rows(rows: int, max_rows: int, limit_name: str) -> RequestError:
+    return RequestError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "too_many_rows",
+        f"{rows} rows exceed the limit of {max_rows} per request ({limit_name}); split the batch",
+        [{"rows": rows, "limit": max_rows}],
+    )
+
+
 # ---- predicting -----------------------------------------------------------------------------------
 
 
@@ -556,12 +701,7 @@ def request_rows(
             HTTPStatus.BAD_REQUEST, "empty_batch", "the batch holds no rows; send at least one"
         )
     if len(rows) > max_rows:
-        raise RequestError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            "too_many_rows",
-            f"{len(rows)} rows exceed the limit of {max_rows} per request ({limit_name}); split the batch",
-            [{"rows": len(rows), "limit": max_rows}],
-        )
+        raise _too_many_rows(len(rows), max_rows, limit_name)
 
     lengths = set(map(len, rows))
     if lengths != {expected}:
