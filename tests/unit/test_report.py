@@ -217,3 +217,23 @@ def test_report_writers_write_any_text(text: str) -> None:
     assert json.loads(written.decode("utf-8")) == json.loads(json.dumps(report))  # the same strings back
     assert page.decode("utf-8").count("\ufffd") >= sum(0xD800 <= ord(c) <= 0xDFFF for c in text)
     assert json.loads(json_utf8(json.dumps({text: [text]}, ensure_ascii=False))) == {text: [text]}
+
+
+@pytest.mark.parametrize("character", ["K", "é", "☃", "\U0001f600"])
+def test_report_keys_of_a_1024_byte_label_key_fit_s3s_limit(character: str) -> None:
+    body = character * ((1024 - len("labels/.csv")) // len(character.encode()))
+    label_key = f"labels/{body}" + "x" * (1024 - len(f"labels/{body}.csv".encode())) + ".csv"
+    other = label_key[:-5] + "y.csv"  # the same beginning, another file
+    assert len(label_key.encode()) == 1024
+
+    keys = [
+        report_key("0123456789ab", WHEN, label_key, ".json"),
+        report_key(None, WHEN, label_key, ".html"),
+        rejected_key(label_key),
+    ]
+
+    assert all(len(k.encode()) <= 1024 for k in keys)
+    assert [k.rsplit(".", 1)[-1] for k in keys] == ["json", "html", "jsonl"]
+    assert keys[0].startswith(f"reports/0123456789ab/2024-06-03/{character * 100}")
+    assert len({k.rsplit("~", 1)[-1].split(".")[0] for k in keys}) == 1  # one hash of the label key
+    assert rejected_key(other) != keys[2] and report_key(None, WHEN, other, ".html") != keys[1]

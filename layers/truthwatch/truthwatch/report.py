@@ -9,6 +9,7 @@ inline and every chart is plain HTML.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime
@@ -31,16 +32,47 @@ UNDEFINED_POLICY = (
 )
 
 
+S3_KEY_MAX_BYTES = 1024
+"""S3's limit on the UTF-8 length of a key (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html)."""
+
+KEY_HASH_CHARS = 16
+"""Hex digits of the SHA-256 of the label key that stand in for the part of a long name cut off."""
+
+
 def report_key(model_version: str | None, processed_at: datetime, label_key: str, suffix: str) -> str:
-    """Where a report goes: ``reports/<version>/<date>/<label key without labels/><suffix>``."""
+    """Where a report goes: ``reports/<version>/<date>/<label key without labels/><suffix>``.
+
+    A key that would pass S3's 1,024 bytes is shortened (see :func:`fitted_key`); the report's
+    ``source.key`` holds the full label key.
+    """
     name = label_key[len(LABELS_PREFIX) :] if label_key.startswith(LABELS_PREFIX) else label_key
     version = model_version or UNMATCHED_VERSION
-    return f"reports/{version}/{processed_at.strftime('%Y-%m-%d')}/{name}{suffix}"
+    return fitted_key(f"reports/{version}/{processed_at.strftime('%Y-%m-%d')}/", name, suffix, label_key)
 
 
 def rejected_key(label_key: str) -> str:
-    """Where the rejected rows of a label object go: ``rejected/<label key>.jsonl``."""
-    return f"rejected/{label_key}.jsonl"
+    """Where the rejected rows of a label object go: ``rejected/<label key>.jsonl``, shortened if too long."""
+    return fitted_key("rejected/", label_key, ".jsonl", label_key)
+
+
+def fitted_key(prefix: str, name: str, suffix: str, label_key: str) -> str:
+    """``prefix + name + suffix``, or when that passes :data:`S3_KEY_MAX_BYTES`, a key that fits.
+
+    A label key may itself be 1,024 bytes, and the prefix and suffix added to it would make S3
+    refuse every write (``KeyTooLongError``) on every retry. Then the name keeps as many of its
+    first bytes as fit (whole characters), followed by ``~`` and the first
+    :data:`KEY_HASH_CHARS` hex digits of the SHA-256 of the full label key, so two long label
+    keys sharing a beginning still get keys of their own. Usual keys are unchanged.
+
+    The prefix is short: a model version is a card's 12 hex digits or ``none``.
+    """
+    key = f"{prefix}{name}{suffix}"
+    if len(key.encode("utf-8", "surrogatepass")) <= S3_KEY_MAX_BYTES:
+        return key
+    tag = "~" + hashlib.sha256(label_key.encode("utf-8", "surrogatepass")).hexdigest()[:KEY_HASH_CHARS]
+    room = S3_KEY_MAX_BYTES - len(f"{prefix}{tag}{suffix}".encode("utf-8", "surrogatepass"))
+    kept = name.encode("utf-8", "surrogatepass")[: max(room, 0)].decode("utf-8", "ignore")
+    return f"{prefix}{kept}{tag}{suffix}"
 
 
 def build_report(

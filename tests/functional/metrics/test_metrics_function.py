@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote_plus
 
 import numpy as np
 import pytest
@@ -364,3 +365,26 @@ def test_metrics_rejects_nested_and_lone_surrogate_json_rows_and_processes_the_r
         "not valid Unicode: a lone surrogate",
     ]
     assert len(summary["reports"]) == 3
+
+
+def test_metrics_a_label_key_of_1024_bytes_gets_output_keys_s3_accepts(
+    stack: Stack, lambda_context: LambdaContext
+) -> None:
+    record_predictions(stack, datetime.now(UTC) - timedelta(hours=1), rows=10)
+    stem = "labels/" + "é" * 400
+    key = stem + "K" * (1024 - len(f"{stem}.csv".encode())) + ".csv"
+    rows = "".join(f"{i},{y}\n" for i, y in zip(stack.ids, stack.y_true, strict=True))
+    etag = stack.put_labels(key, f"id,label\n{rows}{stack.ids[0]},cat\n".encode())
+    event = _s3_event(etag)
+    event["Records"][0]["s3"]["object"]["key"] = quote_plus(key)  # type: ignore[index]
+
+    [summary] = app.lambda_handler(event, lambda_context)["processed"]
+
+    assert len(key.encode()) == 1024 and (summary["matched"], summary["rejected"]) == (10, 1)
+    listed = [o["Key"] for o in stack.s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    written = [k for k in listed if k.startswith(("reports/", "rejected/"))]
+    assert sorted(written) == sorted(summary["reports"]) and len(written) == 3
+    assert max(len(k.encode()) for k in written) <= 1024  # S3's limit; moto does not enforce it
+    report_key = next(k for k in written if k.endswith(".json"))
+    report = json.loads(stack.s3.get_object(Bucket=BUCKET, Key=report_key)["Body"].read())
+    assert report["source"]["key"] == key
