@@ -187,3 +187,32 @@ def test_mime_message_has_text_and_html_alternatives() -> None:
     assert text is not None and html is not None
     assert text.get_content().replace("\r\n", "\n") == rendered.text
     assert html.get_content().replace("\r\n", "\n").rstrip("\n") == rendered.html
+
+
+@pytest.mark.parametrize(
+    ("changes", "visible"),
+    [
+        ({"alarm_name": "x\r\nBcc: evil@example.com"}, "x Bcc: evil@example.com"),
+        ({"alarm_name": "a\ud800b"}, "a\ufffdb"),
+        ({"reason": "\ud800 reason\x00\x1b[31m"}, "\ufffd reason[31m"),
+        ({"description": "line one\r\nline two\u202e"}, "line one\nline two"),
+        ({"alarm_name": "ünïcödé ☃ \u202eevil"}, "ünïcödé ☃ evil"),
+    ],
+)
+def test_mime_message_cleans_event_text_instead_of_refusing_it(changes: dict[str, str], visible: str) -> None:
+    change = dataclasses.replace(_change("alarm-sns-metric"), **changes)
+    headers = {"X-Truthwatch-Alarm": change.alarm_name}
+    links = console_links(change, dashboard_name="d", data_bucket="b")
+
+    raw = build_message(
+        render_alarm(change, None, links), sender="a@example.com", recipients=["b@x.org"], headers=headers
+    )
+    parsed = email.message_from_bytes(raw, policy=default)
+
+    assert isinstance(parsed, EmailMessage) and parsed["Bcc"] is None and parsed["To"] == "b@x.org"
+    text = parsed.get_body(preferencelist=("plain",))
+    assert text is not None and visible in text.get_content().replace("\r\n", "\n")
+    if "alarm_name" in changes:
+        assert parsed["X-Truthwatch-Alarm"] == visible
+        assert parsed["Subject"].startswith(f"[FIRING] {visible} | ")
+    assert not any(c in str(parsed) for c in "\x00\x1b\u202e")

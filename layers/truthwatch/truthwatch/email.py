@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, urlencode
@@ -47,6 +47,31 @@ _COLOURS: dict[Transition, str] = {
     "no data": "#93370d",
     "ok": "#344054",
 }
+
+
+# What a person cannot see and a mail client may act on: C0 and C1 controls, DEL, and the
+# bidirectional embeddings, overrides and isolates (U+202E can make a name read backwards).
+# Tab and line feed are kept in a body; in a header every kind of whitespace is one space first.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def header_text(value: str) -> str:
+    """A header value cleaned to what a person reads: one line, no control characters, valid UTF-8.
+
+    Alarm names, descriptions and reasons come from the event as they are. A CR or LF would start a
+    header of its own (``Bcc: ...``), so every run of whitespace becomes one space; other controls
+    and bidirectional overrides are dropped; a lone surrogate (``"\\ud800"`` in the JSON), which
+    UTF-8 cannot encode, becomes U+FFFD. The visible text is kept, so the email still goes out.
+    """
+    flat = " ".join(value.split())
+    return _SURROGATE.sub("\ufffd", _INVISIBLE.sub("", flat))
+
+
+def body_text(text: str) -> str:
+    """Text for a body part: line ends as ``\\n``, controls but tab and line feed dropped, valid UTF-8."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _SURROGATE.sub("\ufffd", _INVISIBLE.sub("", lines))
 
 
 @dataclass(frozen=True)
@@ -105,9 +130,9 @@ def console_links(change: AlarmChange, *, dashboard_name: str | None, data_bucke
     region = change.region
     host = f"https://{region}.console.aws.amazon.com" if region else "https://console.aws.amazon.com"
     query = f"?region={region}" if region else ""
-    alarm = f"{host}/cloudwatch/home{query}#alarmsV2:alarm/{quote(change.alarm_name, safe='')}"
+    alarm = f"{host}/cloudwatch/home{query}#alarmsV2:alarm/{_quoted(change.alarm_name)}"
     dashboard = (
-        f"{host}/cloudwatch/home{query}#dashboards/dashboard/{quote(dashboard_name, safe='')}"
+        f"{host}/cloudwatch/home{query}#dashboards/dashboard/{_quoted(dashboard_name)}"
         if dashboard_name
         else None
     )
@@ -119,6 +144,11 @@ def console_links(change: AlarmChange, *, dashboard_name: str | None, data_bucke
         )
         reports = f"https://s3.console.aws.amazon.com/s3/buckets/{quote(data_bucket)}?{urlencode(params)}"
     return Links(alarm=alarm, dashboard=dashboard, reports=reports)
+
+
+def _quoted(name: str) -> str:
+    # errors="replace": a lone surrogate in a name (only a forged event holds one) must not cost the email.
+    return quote(name, safe="", errors="replace")
 
 
 def condition(change: AlarmChange) -> str:
@@ -184,8 +214,8 @@ def render_alarm(change: AlarmChange, recent: RecentData | None, links: Links) -
     rows = _table_rows(recent)
     return RenderedEmail(
         subject=subject_line(change, recent),
-        text=_alarm_text(change, facts, recent, rows, links),
-        html=_alarm_html(change, facts, recent, rows, links),
+        text=body_text(_alarm_text(change, facts, recent, rows, links)),
+        html=body_text(_alarm_html(change, facts, recent, rows, links)),
     )
 
 
@@ -193,30 +223,33 @@ def render_notice(notice: Notice) -> RenderedEmail:
     """A plain notice for an SNS message on the alarm topic that is not an alarm."""
     title = notice.subject or "message on the alarm topic"
     subject = _one_line(f"[NOTICE] {title}", SUBJECT_MAX_CHARS)
+    one = header_text  # a line break in a field would start what looks like another field
     lines = [
         "A message arrived on the alarm topic that is not a CloudWatch alarm notification.",
         "It is forwarded as received.",
         "",
-        f"Topic:    {notice.topic_arn}",
+        f"Topic:    {one(notice.topic_arn)}",
         f"Sent:     {format_time(notice.sent_at, seconds=True)}",
-        f"Message:  {notice.message_id}",
+        f"Message:  {one(notice.message_id)}",
     ]
     if notice.note:
-        lines.append(f"Note:     {notice.note}")
-    lines += [f"{name}: {value}" for name, value in sorted(notice.attributes.items())]
+        lines.append(f"Note:     {one(notice.note)}")
+    lines += [f"{one(name)}: {one(value)}" for name, value in sorted(notice.attributes.items())]
     lines += ["", notice.message]
+    facts = _notice_facts(notice)
     text = "\n".join(lines) + "\n"
 
     head = "".join(f"<p>{html.escape(line)}</p>" for line in lines[:2])
-    facts = "".join(
-        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in _notice_facts(notice)
+    rows = "".join(
+        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts
     )
     body = (
-        f"{head}<table cellpadding='4'>{facts}</table>"
+        f"{head}<table cellpadding='4'>{rows}</table>"
         f"<pre style='white-space:pre-wrap;font-family:monospace'>{html.escape(notice.message)}</pre>"
     )
-    return RenderedEmail(subject=subject, text=text, html=_page(subject, "#344054", body))
+    return RenderedEmail(
+        subject=subject, text=body_text(text), html=body_text(_page(subject, "#344054", body))
+    )
 
 
 def _notice_facts(notice: Notice) -> list[tuple[str, str]]:
@@ -227,7 +260,8 @@ def _notice_facts(notice: Notice) -> list[tuple[str, str]]:
     ]
     if notice.note:
         facts.append(("Note", notice.note))
-    return facts + sorted(notice.attributes.items())
+    # One line each, like an alarm's facts; the message itself keeps its lines.
+    return [(header_text(k), header_text(v)) for k, v in facts + sorted(notice.attributes.items())]
 
 
 def _facts(change: AlarmChange, recent: RecentData | None) -> list[tuple[str, str]]:
@@ -257,7 +291,8 @@ def _facts(change: AlarmChange, recent: RecentData | None) -> list[tuple[str, st
         )
     )
     facts.append(("Account, region", f"{change.account_id or 'unknown'}, {change.region or 'unknown'}"))
-    return facts
+    # One line each: a line break in a name would start what looks like another fact ("Bcc: ...").
+    return [(name, header_text(value)) for name, value in facts]
 
 
 def _alarm_when(change: AlarmChange) -> str:
@@ -332,7 +367,7 @@ def _alarm_text(
     links: Links,
 ) -> str:
     headline = HEADLINES[change.transition]
-    lines = [f"{headline}: {change.alarm_name}", _meaning(change), ""]
+    lines = [f"{headline}: {header_text(change.alarm_name)}", _meaning(change), ""]
     width = max(len(k) for k, _ in facts) + 2
     lines += [f"{(k + ':').ljust(width)}{v}" for k, v in facts]
 
@@ -384,7 +419,7 @@ def _alarm_html(
     colour = _COLOURS[change.transition]
     parts = [
         f"<h2 style='color:{colour};margin:0 0 8px'>{esc(HEADLINES[change.transition])}: "
-        f"{esc(change.alarm_name)}</h2>",
+        f"{esc(header_text(change.alarm_name))}</h2>",
         f"<p>{esc(_meaning(change))}</p>",
         "<table cellpadding='4' style='border-collapse:collapse'>",
         *(f"<tr><th align='left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts),
@@ -445,10 +480,6 @@ def _alarm_name(arn: str) -> str:
 
 
 def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(_words(text))
+    # Header injection and folded subjects both start with a line break; header_text collapses it.
+    flat = header_text(text)
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-def _words(text: str) -> Iterable[str]:
-    # Header injection and folded subjects both start with a line break; collapse all whitespace.
-    return text.split()

@@ -42,7 +42,9 @@ from truthwatch.email import (
     RecentData,
     RenderedEmail,
     Series,
+    body_text,
     console_links,
+    header_text,
     render_alarm,
     render_notice,
 )
@@ -279,14 +281,16 @@ def build_message(
 ) -> bytes:
     """A multipart/alternative MIME message (text first, HTML preferred), as bytes for SES."""
     message = EmailMessage()
-    message["Subject"] = email.subject
+    message["Subject"] = header_text(email.subject)
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Date"] = formatdate(usegmt=True)
+    # Values from the event (the alarm name) are cleaned, not refused: a CR or LF in one used to
+    # raise ValueError and a lone surrogate UnicodeEncodeError, on every retry, and no email went.
     for name, value in headers.items():
-        message[name] = value
-    message.set_content(email.text, charset="utf-8")
-    message.add_alternative(email.html, subtype="html", charset="utf-8")
+        message[name] = header_text(value)
+    message.set_content(body_text(email.text), charset="utf-8")
+    message.add_alternative(body_text(email.html), subtype="html", charset="utf-8")
     return message.as_bytes(policy=_MIME_POLICY)
 
 

@@ -342,3 +342,37 @@ def test_email_goes_out_without_the_link_settings(
     mail = _only_email()
     assert ALARM_LINK in mail.text
     assert "Dashboard:" not in mail.text and "Latest reports:" not in mail.text
+
+
+def test_an_alarm_name_with_a_line_break_sends_one_cleaned_email_to_the_recipients_only(
+    aws: dict[str, Any], lambda_context: LambdaContext
+) -> None:
+    event = _sns_alarm(load_event("alarm-sns-metric"), AlarmName="x\r\nBcc: evil@example.com")
+
+    outcome = app.lambda_handler(event, lambda_context)
+
+    assert outcome == {"received": 1, "sent": 1, "duplicates": 0}
+    mail = _only_email()
+    assert mail.destinations == ["oncall@example.com", "ml-team@example.org"]
+    assert mail.headers["Bcc"] is None
+    assert mail.subject.startswith("[FIRING] x Bcc: evil@example.com | model digits")
+    assert mail.headers["X-Truthwatch-Alarm"] == "x Bcc: evil@example.com"
+    assert "FIRING: x Bcc: evil@example.com\n" in mail.text
+
+
+def test_a_lone_surrogate_in_the_reason_sends_the_email_with_a_replacement_character(
+    aws: dict[str, Any], lambda_context: LambdaContext
+) -> None:
+    event = load_event("alarm-sns-metric")
+    message = event["Records"][0]["Sns"]["Message"]
+    event["Records"][0]["Sns"]["Message"] = message.replace(
+        '"NewStateReason": "', '"NewStateReason": "\\ud800 '
+    )
+
+    outcome = app.lambda_handler(event, lambda_context)
+
+    assert outcome["sent"] == 1
+    mail = _only_email()
+    reason = mail.text.split("Reason from CloudWatch:\n", 1)[1].splitlines()[0]
+    assert reason.startswith("  \ufffd Threshold Crossed")
+    assert "<p>\ufffd Threshold Crossed" in mail.html
