@@ -80,6 +80,52 @@ def test_decoded_size_is_bounded():
     assert caught.value.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
+def _gunzipped(raw: bytes, max_bytes: int = 1000) -> str:
+    return decode_body(base64.b64encode(raw).decode(), True, "gzip", max_bytes)
+
+
+def test_every_gzip_member_is_read_and_zero_padding_between_them_skipped():
+    first, second = b'{"instances": ', b"[[1, 2]]}"
+
+    assert _gunzipped(gzip.compress(first) + gzip.compress(second)) == (first + second).decode()
+    assert (
+        _gunzipped(gzip.compress(first) + b"\0\0" + gzip.compress(second) + b"\0")
+        == (first + second).decode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("tail", "reason"),
+    [
+        (b"garbage!", "the bytes after its gzip member 1 (from byte 40) are not another gzip member"),
+        (gzip.compress(b"[]")[:-4], "gzip body is truncated: its member 2 does not end"),
+    ],
+    ids=["not_gzip", "truncated_member"],
+)
+def test_bytes_after_a_gzip_member_are_a_member_or_the_body_is_refused(tail, reason):
+    with pytest.raises(RequestError) as caught:
+        _gunzipped(gzip.compress(b'{"instances": [[1]]}', mtime=0) + tail)
+
+    assert (caught.value.status, caught.value.code) == (HTTPStatus.BAD_REQUEST, "invalid_gzip")
+    assert reason in caught.value.message
+
+
+def test_the_decoded_limit_counts_every_member():
+    half = gzip.compress(b" " * 500)
+
+    assert len(_gunzipped(half + half)) == 1000
+    with pytest.raises(RequestError) as caught:
+        _gunzipped(half + half + gzip.compress(b" "))
+
+    assert (caught.value.status, caught.value.code) == (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body_too_large")
+
+
+def test_many_tiny_gzip_members_decode_in_one_pass():
+    member = gzip.compress(b"1", compresslevel=0)
+
+    assert _gunzipped(member * 50_000, 100_000) == "1" * 50_000
+
+
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_json_number_tokens_are_refused(token):
     with pytest.raises(RequestError) as caught:

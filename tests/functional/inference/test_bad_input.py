@@ -246,6 +246,30 @@ def test_gzip_bomb_is_413_without_inflating_it(invoke):
     assert (status, payload["error"]["code"]) == (413, "body_too_large")
 
 
+def _gzip_event(raw: bytes) -> dict[str, Any]:
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    event = _event("rest", base64.b64encode(raw).decode(), headers)
+    event["isBase64Encoded"] = True
+    return event
+
+
+def test_a_body_of_two_gzip_members_is_read_whole(invoke):
+    text = json.dumps({"instances": [ROW]}).encode()
+
+    status, payload, _ = invoke(_gzip_event(gzip.compress(text[:20]) + gzip.compress(text[20:])))
+
+    assert (status, [p["label"] for p in payload["predictions"]]) == (200, ["0"])
+
+
+def test_bytes_after_the_gzip_body_that_are_not_gzip_are_refused_not_dropped(invoke):
+    packed = gzip.compress(json.dumps({"instances": [ROW]}).encode())
+
+    status, payload, _ = invoke(_gzip_event(packed + b"garbage!"))
+
+    assert (status, payload["error"]["code"]) == (400, "invalid_gzip")
+    assert "after its gzip member 1" in payload["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [("%%%not-base64", "invalid_base64"), (base64.b64encode(b"not gzip").decode(), "invalid_gzip")],
