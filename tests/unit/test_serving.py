@@ -135,6 +135,49 @@ def test_non_json_number_tokens_are_refused(token):
 
 
 @pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '{"instances": [[1, 2',
+            "unexpected end of data at line 1 column 21 (the body ends before its JSON does)",
+        ),
+        (
+            '\ufeff{"instances": []}',
+            "byte order mark (BOM) is not supported at line 1 column 1 (send the JSON without",
+        ),
+        (
+            '{"inference_ids": ["\\ud800"]}',
+            "no low surrogate in string at line 1 column 21 (a \\ud800-\\udbff escape",
+        ),
+        (
+            '{"instances": ' + "[" * 1100 + "]" * 1100 + "}",
+            "depth limit exceeded at line 1 column 1039 (arrays and",
+        ),
+        ('{"instances": [[1, 2]] x', "expected ',' or '}' at line 1 column 24"),
+        ("[nan]", "invalid literal, expected 'null' at line 1 column 2"),
+    ],
+    ids=["truncated", "bom", "lone_surrogate", "too_deep", "trailing_text", "lowercase_nan"],
+)
+def test_invalid_json_names_its_fault_and_mentions_nan_only_when_the_body_holds_one(body, message):
+    with pytest.raises(RequestError) as caught:
+        parse_json(body)
+
+    assert caught.value.code == "invalid_json"
+    assert message in caught.value.message
+    assert "NaN" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "body", ['{"instances": [[NaN]]}', "[-Infinity]", b'{"a": [1, Infinity]}', "[1 NaN]"]
+)
+def test_a_nan_or_infinity_token_at_the_fault_is_named(body):
+    with pytest.raises(RequestError) as caught:
+        parse_json(body)
+
+    assert caught.value.message.endswith("(NaN and Infinity are not JSON numbers; send finite numbers)")
+
+
+@pytest.mark.parametrize(
     "content_type", ["application/json", "Application/JSON; charset=utf-8", None, "application/vnd.api+json"]
 )
 def test_json_media_types_pass(content_type):

@@ -517,13 +517,29 @@ def _too_large(max_bytes: int) -> RequestError:
     )
 
 
+_NON_JSON_NUMBERS = ("NaN", "Infinity")
+"""Tokens Python's json writes for non-finite floats; orjson refuses them, as JSON has no such numbers."""
+_JSON_HINTS = {
+    "unexpected end of data": "the body ends before its JSON does",
+    "UTF-8 byte order mark (BOM) is not supported": "send the JSON without a byte order mark",
+    "no low surrogate in string": (
+        "a \\ud800-\\udbff escape must be followed by a \\udc00-\\udfff one; send the text as UTF-8"
+    ),
+    "depth limit exceeded": "arrays and objects may nest at most 1024 deep; rows need two",
+}
+"""What a caller can do about some of orjson's messages, keyed by them."""
+
+
 def parse_json(text: str | bytes) -> Any:
     """Parse strict JSON: ``NaN``, ``Infinity`` and other non-JSON tokens are refused.
 
     Raises
     ------
     RequestError
-        400 ``invalid_json``, naming the position of the first fault.
+        400 ``invalid_json``: orjson's description of the first fault (what it found and, where
+        it can tell, what it expected), its line, column and position, and what to do about it
+        when that is known. The note that NaN and Infinity are not JSON numbers is added only
+        when such a token stands at the fault.
     """
     try:
         return orjson.loads(text)
@@ -531,10 +547,20 @@ def parse_json(text: str | bytes) -> Any:
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
             "invalid_json",
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            " (NaN and Infinity are not JSON numbers)",
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{_json_hint(exc)}",
             [{"position": exc.pos}],
         ) from None
+
+
+def _json_hint(exc: orjson.JSONDecodeError) -> str:
+    # Maintenance: keyed by orjson's messages (3.x); a message it words differently gets no hint.
+    at_fault = exc.doc[exc.pos : exc.pos + len("Infinity")]
+    if isinstance(at_fault, bytes):
+        at_fault = at_fault.decode("ascii", "replace")
+    if at_fault.startswith(_NON_JSON_NUMBERS):
+        return " (NaN and Infinity are not JSON numbers; send finite numbers)"
+    hint = _JSON_HINTS.get(exc.msg)
+    return f" ({hint})" if hint else ""
 
 
 def dumps(value: Any) -> str:

@@ -72,6 +72,19 @@ def test_bad_body_gets_its_status_and_error_code(invoke, aws, shape, body, statu
     assert items(aws["dynamodb"]) == {}
 
 
+@pytest.mark.parametrize(
+    ("body", "fault"),
+    [('{"instances": [[1, 2', "unexpected end of data"), ('\ufeff{"instances": [[1]]}', "byte order mark")],
+    ids=["truncated", "bom"],
+)
+def test_invalid_json_names_its_own_fault_not_nan(invoke, body, fault):
+    status, payload, _ = invoke(_event("rest", body, {"content-type": "application/json"}))
+
+    assert (status, payload["error"]["code"]) == (400, "invalid_json")
+    assert fault in payload["error"]["message"]
+    assert "NaN" not in payload["error"]["message"]
+
+
 def test_wrong_row_length_message_gives_the_expected_shape(invoke):
     _, payload, _ = invoke(_event("rest", json.dumps({"instances": [ROW[:8]]})))
 
