@@ -126,7 +126,7 @@ def test_labels_json_lines_take_the_same_fields_and_ignore_extras() -> None:
     assert [r.reason for r in rows[3:] if isinstance(r, RejectedRow)][:3] == [
         "missing label",
         "label is a boolean",
-        "label is a JSON dict, expected a string or number",
+        "label is a JSON object, expected a string or number",
     ]
     assert isinstance(rows[6], RejectedRow) and rows[6].row == 8 and "expected an object" in rows[6].reason
     assert isinstance(rows[7], RejectedRow) and rows[7].reason.startswith("not valid JSON")
@@ -460,3 +460,78 @@ def test_labels_rejected_rows_are_written_whatever_text_they_hold(text: str) -> 
         ]
         assert list(rows) == [*read[:1], RejectedRow(2, f"unknown label {text!r}", text), read[1]]
     assert rejected_jsonl(read).decode("utf-8").count("\n") == 2
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"inferenceId": 0, "eventId": "e"}, LabelRow(1, "0", "1")),
+        ({"inferenceId": "", "eventId": "e"}, LabelRow(1, "e", "1")),
+        ({"inferenceId": "  ", "eventId": "e"}, LabelRow(1, "e", "1")),
+        ({"inferenceId": None, "eventId": "e"}, LabelRow(1, "e", "1")),
+        ({"inferenceId": False, "eventId": "e"}, "inference id is a boolean"),
+        ({"inferenceId": [], "eventId": "e"}, "inference id is a JSON array, expected a string or number"),
+        ({"inferenceId": {}, "eventId": "e"}, "inference id is a JSON object, expected a string or number"),
+    ],
+)
+def test_labels_sagemaker_falls_back_to_event_id_only_when_inference_id_is_absent(
+    metadata: dict[str, object], expected: LabelRow | str
+) -> None:
+    [row] = _parse(json.dumps({"groundTruthData": {"data": "1"}, "eventMetadata": metadata}).encode())
+
+    assert row == expected if isinstance(expected, LabelRow) else row.reason == expected  # type: ignore[union-attr]
+
+
+def test_labels_sagemaker_lines_of_the_wrong_shape_say_which_part_is_wrong() -> None:
+    lines = [
+        {"groundTruthData": "1", "eventMetadata": {"inferenceId": "m-1"}},
+        {"groundTruthData": None, "eventMetadata": {"eventId": "m-2"}},
+        {"groundTruthData": [], "eventMetadata": {"eventId": "m-3"}},
+        {"groundTruthData": {"data": "1"}, "eventMetadata": "m-4"},
+        {"groundTruthData": {"data": "1"}, "eventMetadata": None},
+        {"groundTruthData": {"data": None}, "eventMetadata": {"eventId": "m-6"}},
+    ]
+
+    rows = _parse("\n".join(json.dumps(line) for line in lines).encode())
+
+    assert [r.reason for r in rows] == [  # type: ignore[union-attr]
+        "groundTruthData is a JSON string, expected an object",
+        "groundTruthData is a JSON null, expected an object",
+        "groundTruthData is a JSON array, expected an object",
+        "eventMetadata is a JSON string, expected an object",
+        "missing inference id",
+        "missing label",
+    ]
+
+
+def test_labels_a_json_line_that_is_no_object_names_its_json_type() -> None:
+    rows = _parse(b'{"id": "a", "label": "1"}\nnull\n[1]\n"s"\n3\n1.5\ntrue\n')
+
+    assert [r.reason for r in rows[1:]] == [  # type: ignore[union-attr]
+        f"a JSON {kind}, expected an object"
+        for kind in ("null", "array", "string", "number", "number", "boolean")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "reason"),
+    [
+        ("utf-16", "not valid UTF-8: the file is UTF-16LE (byte-order mark FF FE); save it as UTF-8"),
+        (
+            "utf-16-be",
+            "not valid UTF-8: the file looks like UTF-16BE (NUL bytes between the characters); "
+            "save it as UTF-8",
+        ),
+        ("utf-32", "not valid UTF-8: the file is UTF-32LE (byte-order mark FF FE 00 00); save it as UTF-8"),
+    ],
+)
+@pytest.mark.parametrize("compress", [False, True])
+def test_labels_a_utf16_or_utf32_file_has_each_row_rejected_once_with_one_reason(
+    encoding: str, reason: str, compress: bool
+) -> None:
+    text = "inference_id,label\r\nm-0,0\r\nm-1,1\r\n\r\nm-2,x\r\n"  # Excel's "Unicode text" ends lines so
+    data = text.encode(encoding)
+
+    rows = _parse(gzip.compress(data) if compress else data)
+
+    assert rows == [RejectedRow(n, reason, raw) for n, raw in ((2, "m-0,0"), (3, "m-1,1"), (5, "m-2,x"))]

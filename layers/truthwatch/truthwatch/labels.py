@@ -240,18 +240,22 @@ class _LabelText:
     def __init__(self, body: Readable) -> None:
         buffered = io.BufferedReader(_RawStream(body), buffer_size=READ_BUFFER_BYTES)
         self._inflated: _Inflated | None = None
-        binary: IO[bytes] = buffered
+        binary: io.BufferedReader[Any] = buffered  # (peek) the raw stream or its inflated bytes
         if buffered.peek(2)[:2] == GZIP_MAGIC:
             self._inflated = _Inflated(buffered)
             binary = io.BufferedReader(self._inflated, buffer_size=READ_BUFFER_BYTES)
+        encoding, self.foreign = _wide_encoding(binary.peek(_SNIFF_BYTES)[:_SNIFF_BYTES])
         # Bytes that are not UTF-8 become lone surrogates (U+DC80..U+DCFF), which no valid text
         # holds, so a row holding one is rejected as not UTF-8 while a real U+FFFD is a character
         # like any other. Not "utf-8-sig": its decoder drops a file of one or two bytes that begin
         # a byte-order mark (b"\xef") instead of passing them on; the mark is taken off the first
-        # line below.
-        self._text = io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="")
+        # line below (and a UTF-16 or UTF-32 one, decoded, is the same U+FEFF).
+        self._text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline="")
         self.lines_read = 0
         self.tail = ""
+        self.chunk: list[str] = []
+        """The lines of the last chunk handed out; its first is line ``chunk_start + 1``."""
+        self.chunk_start = 0
 
     @property
     def damage(self) -> str | None:
@@ -269,6 +273,7 @@ class _LabelText:
                 chunk[0] = chunk[0][1:]
             if self.damage is not None and not chunk[-1].endswith(("\n", "\r")):
                 self.tail = chunk.pop()
+            self.chunk, self.chunk_start = chunk, self.lines_read
             self.lines_read += len(chunk)
             if chunk:
                 yield chunk
@@ -280,6 +285,49 @@ class _LabelText:
         line = self.lines_read + 1
         reason = f"{DAMAGED_FILE}: cannot be read past line {self.lines_read} ({self.damage})"
         return RejectedRow(line, reason, _cut(self.tail.rstrip("\r\n")))
+
+
+_SNIFF_BYTES = 512
+_BYTE_ORDER_MARKS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32LE"),
+    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32BE"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16LE"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16BE"),
+)
+
+
+def _wide_encoding(head: bytes) -> tuple[str, str | None]:
+    """The codec to read a file starting with ``head`` and, when it is not UTF-8, why it is refused.
+
+    Excel's "Unicode text" and PowerShell write UTF-16 with a byte-order mark; read as UTF-8 every
+    line was garbled and a trailing NUL made a row of its own. Such a file (UTF-16 or UTF-32 by its
+    mark, or without one by NUL in over 90% of the places a wide encoding leaves empty for ASCII
+    text and under 10% of the others) is decoded with its own codec, so its lines and rows are
+    counted as they are, and every row is rejected with one reason saying what the file is.
+    """
+    for mark, codec, name in _BYTE_ORDER_MARKS:
+        if head.startswith(mark):
+            return codec, _not_utf8_file(f"is {name} (byte-order mark {mark.hex(' ').upper()})")
+    if len(head) < 8:
+        return "utf-8", None
+
+    def nul(start: int, step: int) -> float:
+        return head[start::step].count(0) / len(head[start::step])
+
+    guesses = (
+        ("utf-32-le", "UTF-32LE", min(nul(1, 4), nul(2, 4), nul(3, 4)), nul(0, 4)),
+        ("utf-32-be", "UTF-32BE", min(nul(0, 4), nul(1, 4), nul(2, 4)), nul(3, 4)),
+        ("utf-16-le", "UTF-16LE", nul(1, 2), nul(0, 2)),
+        ("utf-16-be", "UTF-16BE", nul(0, 2), nul(1, 2)),
+    )
+    for codec, name, empty, other in guesses:
+        if empty > 0.9 and other < 0.1:
+            return codec, _not_utf8_file(f"looks like {name} (NUL bytes between the characters)")
+    return "utf-8", None
+
+
+def _not_utf8_file(what: str) -> str:
+    return f"{NOT_UTF8}: the file {what}; save it as UTF-8"
 
 
 def parse_label_stream(body: Readable) -> Iterator[ParsedRow]:
@@ -320,12 +368,26 @@ def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterato
             continue
         rest = itertools.chain([chunk[first:]], chunks)
         parse = _json_batches if chunk[first].lstrip().startswith("{") else _csv_batches
-        yield from parse(rest, before + first)
+        batches = parse(rest, before + first)
+        yield from batches if text.foreign is None else _refused(batches, text, text.foreign)
         break
 
     damage = text.damage_row()
     if damage is not None:
         yield LabelBatch(rejected=[damage], read=1, damage=damage.reason)
+
+
+def _refused(batches: Iterator[LabelBatch], text: _LabelText, reason: str) -> Iterator[LabelBatch]:
+    """The rows of a file in another encoding, each rejected with ``reason`` and its line as read.
+
+    The file was read with its own codec, so the rows are the lines they look like; each batch
+    comes from the chunk of lines last handed out.
+    """
+    for batch in batches:
+        numbers = sorted([*batch.rows, *(r.row for r in batch.rejected)])
+        lines = text.chunk
+        rejected = [RejectedRow(n, reason, _as_read(lines[n - text.chunk_start - 1])) for n in numbers]
+        yield LabelBatch(rejected=rejected, read=batch.read)
 
 
 def _cut(text: str) -> str:
@@ -602,7 +664,7 @@ def _json_lines(lines: list[str], before: int) -> LabelBatch:
         raw = _as_read(line)
         if not isinstance(document, dict):
             batch.rejected.append(
-                RejectedRow(number, f"a JSON {type(document).__name__}, expected an object", raw)
+                RejectedRow(number, f"a JSON {json_type(document)}, expected an object", raw)
             )
         else:
             batch.add(_json_row(number, document, raw, line))
@@ -614,11 +676,13 @@ def _plain_pair(document: Any) -> tuple[str, str] | None:
     """The id and label of a document in one of the two usual shapes, as text; None for anything else."""
     if type(document) is not dict:
         return None
-    truth = document.get("groundTruthData")
-    if truth is None:
+    truth = document.get("groundTruthData", _ABSENT)
+    if truth is _ABSENT:
         inference_id, label = document.get("inference_id"), document.get("label")
     elif type(truth) is dict and type(metadata := document.get("eventMetadata")) is dict:
-        inference_id = metadata.get("inferenceId") or metadata.get("eventId")
+        inference_id = metadata.get("inferenceId")
+        if inference_id is None or inference_id == "":  # a blank one takes the general path
+            inference_id = metadata.get("eventId")
         label = truth.get("data")
     else:
         return None
@@ -628,13 +692,16 @@ def _plain_pair(document: Any) -> tuple[str, str] | None:
     return None
 
 
+_ABSENT = object()
+
+
 def _json_row(row: int, document: dict[str, Any], raw: str, line: str) -> ParsedRow:
-    ground_truth = document.get("groundTruthData")
-    if isinstance(ground_truth, dict):
-        metadata = document.get("eventMetadata")
-        metadata = metadata if isinstance(metadata, dict) else {}
-        id_value = metadata.get("inferenceId") or metadata.get("eventId")
-        label_value = ground_truth.get("data")
+    if "groundTruthData" in document:
+        shape = _sagemaker_shape(document)
+        if shape is not None:
+            return RejectedRow(row, shape, raw)
+        id_value = _sagemaker_id(document.get("eventMetadata") or {})
+        label_value = document["groundTruthData"].get("data")
     else:
         id_value = _field(document, _ID_ALIASES, ID_FIELDS)
         label_value = _field(document, _LABEL_ALIASES, LABEL_FIELDS)
@@ -646,6 +713,45 @@ def _json_row(row: int, document: dict[str, Any], raw: str, line: str) -> Parsed
     if label_problem:
         return RejectedRow(row, label_problem, raw)
     return _checked(row, inference_id, label, raw, line)
+
+
+def _sagemaker_shape(document: dict[str, Any]) -> str | None:
+    """Why a SageMaker ground-truth document has not the shape to hold an id and a label, or None."""
+    truth, metadata = document["groundTruthData"], document.get("eventMetadata")
+    if not isinstance(truth, dict):
+        return f"groundTruthData is a JSON {json_type(truth)}, expected an object"
+    if metadata is not None and not isinstance(metadata, dict):
+        return f"eventMetadata is a JSON {json_type(metadata)}, expected an object"
+    return None
+
+
+def _sagemaker_id(metadata: dict[str, Any]) -> Any:
+    """``inferenceId``, or ``eventId`` when it is missing, null or blank; any other value is the id.
+
+    A number is its literal (``0`` is the id ``"0"``); a boolean, array or object is rejected with
+    its type. Only an absent id falls back, so a malformed one is never silently replaced.
+    """
+    value = metadata.get("inferenceId")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return metadata.get("eventId")
+    return value
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a decoded value's type: null, boolean, number, string, array, object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, JsonNumber | int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
 
 
 def _field(document: dict[str, Any], exact: tuple[str, ...], normalised: tuple[str, ...]) -> Any:
@@ -669,7 +775,7 @@ def _json_text(value: Any, what: str) -> tuple[str, str | None]:
         return str(value), None
     if isinstance(value, float):  # NaN, Infinity, -Infinity: the only numbers decoded as floats
         return "", f"{what} is not a finite number"
-    return "", f"{what} is a JSON {type(value).__name__}, expected a string or number"
+    return "", f"{what} is a JSON {json_type(value)}, expected a string or number"
 
 
 class LabelResolver:
