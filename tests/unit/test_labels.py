@@ -535,3 +535,16 @@ def test_labels_a_utf16_or_utf32_file_has_each_row_rejected_once_with_one_reason
     rows = _parse(gzip.compress(data) if compress else data)
 
     assert rows == [RejectedRow(n, reason, raw) for n, raw in ((2, "m-0,0"), (3, "m-1,1"), (5, "m-2,x"))]
+
+
+def test_labels_a_utf16_file_with_bytes_it_cannot_decode_is_still_read() -> None:
+    text = "inference_id,label\nm-0,0\nm-1,".encode("utf-16-le")
+    data = b"\xff\xfe" + text + b"\x00\xd8\n\x00x"  # an unpaired surrogate, then an odd byte
+
+    rows = _parse(data)
+
+    assert [(r.row, r.reason.split(":")[0], r.raw) for r in rows] == [  # type: ignore[union-attr]
+        (2, "not valid UTF-8", "m-0,0"),
+        (3, "not valid UTF-8", "m-1,\ufffd"),
+        (4, "not valid UTF-8", "\ufffd"),
+    ]

@@ -126,6 +126,28 @@ def test_any_bytes_are_read_without_error_and_every_row_is_counted(
     assert result.read == _data_lines(wrapped)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    mark=st.sampled_from([b"\xff\xfe", b"\xfe\xff", b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff", b""]),
+    data=st.binary(max_size=600),
+    wide=st.sampled_from(["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"]),
+    text=st.text(max_size=200),
+    compress=st.booleans(),
+)
+def test_files_in_a_wide_encoding_are_read_without_error_and_every_row_is_counted(
+    mark: bytes, data: bytes, wide: str, text: str, compress: bool
+) -> None:
+    # Random bytes after a byte-order mark (odd lengths, unpaired surrogates), or text encoded
+    # wide with no mark (NUL bytes between the characters), then maybe damaged bytes.
+    body = mark + data if mark else text.encode(wide, errors="surrogatepass") + data[:3]
+    wrapped = _wrap(body, bom=False, compress=compress)
+
+    result = _join(wrapped)
+
+    _assert_balanced(result)
+    assert result.read == _data_lines(wrapped)
+
+
 LINES = st.one_of(
     st.sampled_from(IDS).flatmap(
         lambda i: st.sampled_from(VALID_LABELS + INVALID_LABELS).map(lambda x: f"{i},{x}")

@@ -250,7 +250,10 @@ class _LabelText:
         # like any other. Not "utf-8-sig": its decoder drops a file of one or two bytes that begin
         # a byte-order mark (b"\xef") instead of passing them on; the mark is taken off the first
         # line below (and a UTF-16 or UTF-32 one, decoded, is the same U+FEFF).
-        self._text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline="")
+        # A file in another encoding is refused row by row, so its undecodable bytes only need to
+        # be readable ("surrogateescape" cannot stand for bytes below 0x80, which UTF-16 has).
+        errors = "surrogateescape" if self.foreign is None else "replace"
+        self._text = io.TextIOWrapper(binary, encoding=encoding, errors=errors, newline="")
         self.lines_read = 0
         self.tail = ""
         self.chunk: list[str] = []
