@@ -42,6 +42,7 @@ from truthwatch.capture import FAILURE_EVENT, LogOnlyRecorder, Recorder
 from truthwatch.inference_explain import ExplainResponse
 from truthwatch.inference_tracing import LazyXRayProvider
 from truthwatch.serving import (
+    ErrorCode,
     ErrorResponse,
     HealthResponse,
     InferenceService,
@@ -271,7 +272,7 @@ def _on_unmatched(exc: NotFoundError) -> Response[str]:
 
 def _on_model_output(exc: serving.ModelOutputError) -> Response[str]:
     logger.error("model output invalid", extra={"error": str(exc)})
-    error = RequestError(HTTPStatus.INTERNAL_SERVER_ERROR, "model_output_invalid", str(exc))
+    error = RequestError(HTTPStatus.INTERNAL_SERVER_ERROR, ErrorCode.MODEL_OUTPUT_INVALID, str(exc))
     return Response(500, serving.JSON_MEDIA_TYPE, serving.dumps(error.body()))
 
 

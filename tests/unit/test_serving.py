@@ -1,7 +1,10 @@
 import base64
 import gzip
 import json
+import re
+from collections.abc import Callable
 from http import HTTPStatus
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +15,7 @@ from truthwatch.serving import (
     _FIELDS,
     MAX_DETAILS,
     MORE_PROBLEMS,
+    ErrorCode,
     ModelOutputError,
     PredictRequest,
     RequestError,
@@ -399,3 +403,40 @@ def test_a_non_finite_output_from_a_row_inside_the_trained_range_is_the_models_f
 
 def test_a_finite_output_passes():
     check_model_output(np.ones((1, 2)), np.full((1, 2), 1e30, dtype=np.float32), TRAINED_0_TO_16)
+
+
+def _documented_codes() -> dict[str, int]:
+    """The error table of docs/inference.md: code -> status."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "inference.md").read_text(encoding="utf-8")
+    table = text.split("| status | code | when |", 1)[1].split("\n\n", 1)[0]
+    rows = (line.split("|") for line in table.splitlines() if re.match(r"\| \d{3} \|", line))
+    return {code: int(cells[1]) for cells in rows for code in re.findall(r"`(\w+)`", cells[2])}
+
+
+def test_the_docs_error_table_lists_every_code_the_handler_can_answer_and_no_other():
+    assert sorted(_documented_codes()) == sorted(code.value for code in ErrorCode)
+
+
+def test_the_docs_error_table_gives_the_status_each_code_is_answered_with():
+    documented = _documented_codes()
+    refusals = [
+        _raised(lambda: parse_json("[NaN]")),
+        _raised(lambda: check_media_type("text/plain")),
+        _raised(lambda: decode_body("x", False, "br", 10)),
+        _raised(lambda: decode_body("%%", True, None, 10)),
+        _raised(lambda: decode_body("abcdef", False, None, 3)),
+        _raised(lambda: check_body_shape({"instances": [[0]] * 3}, 64, 2)),
+        _raised(lambda: check_body_shape({"instances": [0]}, 64, 2)),
+        _raised(lambda: check_body_shape({"inputs": {}}, 64, 2)),
+        unmatched_route("GET", "/nope"),
+        unmatched_route("GET", "/predict"),
+    ]
+
+    for refusal in refusals:
+        assert int(refusal.status) == documented[refusal.code], refusal.code
+
+
+def _raised(call: Callable[[], object]) -> RequestError:
+    with pytest.raises(RequestError) as caught:
+        call()
+    return caught.value

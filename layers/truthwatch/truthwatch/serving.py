@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from http import HTTPStatus
 from itertools import chain
 from pathlib import Path
@@ -68,6 +69,32 @@ ROUTES: dict[str, tuple[str, ...]] = {
 """Every path the API serves and its methods, so an unmatched request can be told 404 from 405."""
 
 
+class ErrorCode(StrEnum):
+    """Every ``error.code`` the inference function answers with; docs/inference.md lists each."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_BODY = "invalid_body"
+    WRONG_SHAPE = "wrong_shape"
+    RAGGED_ROWS = "ragged_rows"
+    WRONG_ROW_LENGTH = "wrong_row_length"
+    EMPTY_BATCH = "empty_batch"
+    MISSING_ROWS = "missing_rows"
+    AMBIGUOUS_BODY = "ambiguous_body"
+    INVALID_INPUTS = "invalid_inputs"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    INVALID_INFERENCE_IDS = "invalid_inference_ids"
+    INVALID_BASE64 = "invalid_base64"
+    INVALID_GZIP = "invalid_gzip"
+    INVALID_ENCODING = "invalid_encoding"
+    TOO_MANY_ROWS = "too_many_rows"
+    BODY_TOO_LARGE = "body_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UNSUPPORTED_CONTENT_ENCODING = "unsupported_content_encoding"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    MODEL_OUTPUT_INVALID = "model_output_invalid"
+
+
 class RequestError(TruthwatchError):
     """A request the API refuses; becomes ``{"error": {"code", "message", "details"}}``.
 
@@ -76,7 +103,7 @@ class RequestError(TruthwatchError):
     status
         The HTTP status of the answer (a 4xx).
     code
-        A stable, machine-readable name of the problem.
+        A stable, machine-readable name of the problem (:class:`ErrorCode`).
     message
         What was received and what was expected, in words.
     details
@@ -88,7 +115,7 @@ class RequestError(TruthwatchError):
     def __init__(
         self,
         status: HTTPStatus,
-        code: str,
+        code: ErrorCode,
         message: str,
         details: Sequence[object] = (),
         headers: Mapping[str, str] | None = None,
@@ -333,7 +360,7 @@ class HealthResponse(BaseModel):
 class ErrorInfo(BaseModel):
     """What went wrong."""
 
-    code: str
+    code: ErrorCode
     message: str
     details: list[Any]
 
@@ -387,7 +414,7 @@ def unsupported_media_type(content_type: str) -> RequestError:
     missing = "" if media_type(content_type) else " names no media type and"
     return RequestError(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         f"Content-Type {received!r}{missing} is not supported; send {accepted} (parameters allowed)",
         [{"received": received, "accepted": list(ACCEPTED_MEDIA_TYPES)}],
     )
@@ -417,7 +444,7 @@ def decode_body(body: str | None, is_base64: bool, content_encoding: str | None,
     elif encoding != "identity":
         raise RequestError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_encoding",
+            ErrorCode.UNSUPPORTED_CONTENT_ENCODING,
             f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding",
         )
 
@@ -427,7 +454,7 @@ def decode_body(body: str | None, is_base64: bool, content_encoding: str | None,
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestError(
-            HTTPStatus.BAD_REQUEST, "invalid_encoding", f"body is not UTF-8 (byte {exc.start})"
+            HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_ENCODING, f"body is not UTF-8 (byte {exc.start})"
         ) from None
 
 
@@ -436,7 +463,9 @@ def _from_base64(body: str) -> bytes:
         return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
         raise RequestError(
-            HTTPStatus.BAD_REQUEST, "invalid_base64", "body is marked base64-encoded but does not decode"
+            HTTPStatus.BAD_REQUEST,
+            ErrorCode.INVALID_BASE64,
+            "body is marked base64-encoded but does not decode",
         ) from None
 
 
@@ -484,7 +513,9 @@ def _inflate_member(view: memoryview, pos: int, room: int, index: int, max_bytes
         piece = view[pos : pos + chunk]
         if not piece:
             which = f": its member {index + 1} does not end" if index else ""
-            raise RequestError(HTTPStatus.BAD_REQUEST, "invalid_gzip", f"gzip body is truncated{which}")
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_GZIP, f"gzip body is truncated{which}"
+            )
         try:
             parts.append(inflater.decompress(piece, room - produced + 1))
         except zlib.error as exc:
@@ -505,13 +536,13 @@ def _not_gzip(index: int, pos: int, exc: zlib.error) -> RequestError:
             f"body is marked gzip but the bytes after its gzip member {index} (from byte {pos}) are not "
             f"another gzip member ({exc}); send one gzip stream, or members one after the other"
         )
-    return RequestError(HTTPStatus.BAD_REQUEST, "invalid_gzip", message)
+    return RequestError(HTTPStatus.BAD_REQUEST, ErrorCode.INVALID_GZIP, message)
 
 
 def _too_large(max_bytes: int) -> RequestError:
     return RequestError(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-        "body_too_large",
+        ErrorCode.BODY_TOO_LARGE,
         f"decoded body exceeds {max_bytes} bytes; send fewer rows per request",
         [{"limit_bytes": max_bytes}],
     )
@@ -546,7 +577,7 @@ def parse_json(text: str | bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
-            "invalid_json",
+            ErrorCode.INVALID_JSON,
             f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{_json_hint(exc)}",
             [{"position": exc.pos}],
         ) from None
@@ -600,7 +631,7 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> RequestError:
     more = f" (and {total - 1} more)" if total > 1 else ""
     return RequestError(
         HTTPStatus.BAD_REQUEST,
-        "invalid_body",
+        ErrorCode.INVALID_BODY,
         f"{first['location']}: {first['problem']}{more}",
         details,
     )
@@ -632,11 +663,13 @@ def unmatched_route(method: str, path: str) -> RequestError:
     if allowed is None or method in allowed:
         served = ", ".join(f"{' '.join(methods)} {route}" for route, methods in ROUTES.items())
         return RequestError(
-            HTTPStatus.NOT_FOUND, "not_found", f"no route {method} {quote(path)!r}; the API serves {served}"
+            HTTPStatus.NOT_FOUND,
+            ErrorCode.NOT_FOUND,
+            f"no route {method} {quote(path)!r}; the API serves {served}",
         )
     return RequestError(
         HTTPStatus.METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode.METHOD_NOT_ALLOWED,
         f"{method} is not allowed on {quote(path)}; use {', '.join(allowed)}",
         [{"allowed": list(allowed)}],
         headers={"Allow": ", ".join(allowed)},
@@ -696,7 +729,7 @@ def check_body_shape(body: Any, n_features: int, max_rows: int, limit_name: str 
         reason = f"{len(ids)} inference ids for at most {max_rows} rows ({limit_name}); send one per row"
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
-            "invalid_inference_ids",
+            ErrorCode.INVALID_INFERENCE_IDS,
             f"inference_ids: {reason}",
             [{"index": None, "reason": reason}],
         )
@@ -716,7 +749,7 @@ def _only_input(named: dict[str, Any]) -> tuple[Any, str]:
     if len(named) != 1:
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
-            "invalid_inputs",
+            ErrorCode.INVALID_INPUTS,
             f"the model has one input; `inputs` names {len(named)}",
         )
     name, rows = next(iter(named.items()))
@@ -742,14 +775,14 @@ def _check_row_list(rows: list[Any], where: str, n_features: int, max_rows: int,
         problem = f"item {kinds[0][0]} is {kinds[0][1]}{more}"
         details = [{"row": i, "received": kind.split(" ")[-1]} for i, kind in kinds[:MAX_DETAILS]]
     raise RequestError(
-        HTTPStatus.BAD_REQUEST, "wrong_shape", f"`{where}` must be {expected}; {problem}", details
+        HTTPStatus.BAD_REQUEST, ErrorCode.WRONG_SHAPE, f"`{where}` must be {expected}; {problem}", details
     )
 
 
 def _too_many_rows(rows: int, max_rows: int, limit_name: str) -> RequestError:
     return RequestError(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-        "too_many_rows",
+        ErrorCode.TOO_MANY_ROWS,
         f"{rows} rows exceed the limit of {max_rows} per request ({limit_name}); split the batch",
         [{"rows": rows, "limit": max_rows}],
     )
@@ -775,7 +808,7 @@ def request_rows(
     expected = card.n_features
     if not rows:
         raise RequestError(
-            HTTPStatus.BAD_REQUEST, "empty_batch", "the batch holds no rows; send at least one"
+            HTTPStatus.BAD_REQUEST, ErrorCode.EMPTY_BATCH, "the batch holds no rows; send at least one"
         )
     if len(rows) > max_rows:
         raise _too_many_rows(len(rows), max_rows, limit_name)
@@ -783,7 +816,7 @@ def request_rows(
     lengths = set(map(len, rows))
     if lengths != {expected}:
         wrong = [{"row": i, "length": len(row)} for i, row in enumerate(rows) if len(row) != expected]
-        kind = "ragged_rows" if len(lengths) > 1 else "wrong_row_length"
+        kind = ErrorCode.RAGGED_ROWS if len(lengths) > 1 else ErrorCode.WRONG_ROW_LENGTH
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
             kind,
@@ -799,7 +832,7 @@ def request_rows(
         bad = np.argwhere(~np.isfinite(batch))[:MAX_DETAILS]
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
-            "value_out_of_range",
+            ErrorCode.VALUE_OUT_OF_RANGE,
             "a value is beyond the float32 range (about 3.4e38)",
             [{"row": int(r), "column": int(c)} for r, c in bad],
         )
@@ -810,7 +843,7 @@ def _pick_rows(request: PredictRequest) -> list[list[float]]:
     if request.instances is not None and request.inputs is not None:
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
-            "ambiguous_body",
+            ErrorCode.AMBIGUOUS_BODY,
             "send either `instances` (row form) or `inputs` (columnar form), not both",
         )
     if request.instances is not None:
@@ -819,13 +852,15 @@ def _pick_rows(request: PredictRequest) -> list[list[float]]:
         if len(request.inputs) != 1:
             raise RequestError(
                 HTTPStatus.BAD_REQUEST,
-                "invalid_inputs",
+                ErrorCode.INVALID_INPUTS,
                 f"the model has one input; `inputs` names {len(request.inputs)}",
             )
         return next(iter(request.inputs.values()))
     if request.inputs is not None:
         return request.inputs
-    raise RequestError(HTTPStatus.BAD_REQUEST, "missing_rows", "the body needs `instances` or `inputs`")
+    raise RequestError(
+        HTTPStatus.BAD_REQUEST, ErrorCode.MISSING_ROWS, "the body needs `instances` or `inputs`"
+    )
 
 
 def request_ids(request: PredictRequest, n_rows: int) -> list[str]:
@@ -842,7 +877,7 @@ def request_ids(request: PredictRequest, n_rows: int) -> list[str]:
     if problems:
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
-            "invalid_inference_ids",
+            ErrorCode.INVALID_INFERENCE_IDS,
             f"inference_ids: {problems[0]['reason']}",
             problems,
         )
@@ -905,7 +940,7 @@ def check_model_output(
     more = f" and {broken.size - MAX_DETAILS} more" if broken.size > MAX_DETAILS else ""
     raise RequestError(
         HTTPStatus.BAD_REQUEST,
-        "value_out_of_range",
+        ErrorCode.VALUE_OUT_OF_RANGE,
         f"{'rows' if broken.size > 1 else 'row'} {shown}{more} {'hold' if broken.size > 1 else 'holds'} "
         "values outside what the model can compute (its output for them is not finite); the model "
         f"was trained on values {low:g}..{high:g}",
