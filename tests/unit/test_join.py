@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -353,13 +354,15 @@ def test_join_only_valid_labels_compete_for_an_id() -> None:
     counts = result.accounting()
     assert _buckets(counts) == dict(read=13, matched=4, unknown=1, rejected=6, duplicate=2)
     assert counts["balanced"] is True
-    assert sorted((r.row, r.raw) for r in result.rejected) == [
-        (3, "cat"),
-        (4, "cat"),
-        (8, "7"),
-        (9, "cat"),
-        (10, "dog"),
-        (12, "p4,"),
+    # Every rejected row carries its id and its whole line, whether refused while reading or at
+    # the join (those kept only their label: (3, "cat")).
+    assert sorted((r.row, r.inference_id, r.raw) for r in result.rejected) == [
+        (3, "p0", "p0,cat"),
+        (4, "p1", "p1,cat"),
+        (8, "p2", "p2,7"),
+        (9, "p3", "p3,cat"),
+        (10, "p3", "p3,dog"),
+        (12, "p4", "p4,"),
     ]
     assert counts["duplicate_rows_overridden"] == [6, 13]
     matched = result.versions[("tiny", "0123456789ab")]
@@ -407,3 +410,32 @@ def test_join_an_unreadable_prediction_record_rejects_its_row_and_the_rest_are_j
     ]
     assert counts["duplicate_rows_overridden"] == [3]
     assert sorted(result.versions[("tiny", "0123456789ab")].y_pred.tolist()) == [0, 0, 1, 2]
+
+
+@pytest.mark.parametrize("layout", ["csv", "json"])
+def test_join_rejected_rows_carry_their_id_and_whole_line_however_they_were_refused(layout: str) -> None:
+    card = small_card()
+    records = {f"p{i}": make_record(card, f"p{i}", 0, T0) for i in range(3)}
+    note = "é" * 3000
+    if layout == "csv":
+        lines = [b"id,label,note", b"p0,01,first", f"p1,cat,{note}".encode(), b"p2", b"p2,cat,\xff"]
+        body = b"\n".join(lines) + b"\n"
+        expected_raws = ["p0,01,first", f"p1,cat,{note}", "p2", "p2,cat,\ufffd"]
+    else:
+        docs = [
+            {"id": "p0", "label": "01"},
+            {"id": "p1", "label": "cat", "note": note},
+            {"id": "p2", "label": []},
+        ]
+        lines = [json.dumps(d, ensure_ascii=False).encode() for d in docs]
+        body = b"\n".join([*lines, b'{"id": "p2", "label": "cat", "note": "\xff"}'])
+        expected_raws = [line.decode() for line in lines] + ['{"id": "p2", "label": "cat", "note": "\ufffd"}']
+
+    result = join_labels(read_labels(io.BytesIO(body)), InMemoryPredictionStore(records), lambda n, v: card)
+
+    rows = list(result.rejected)
+    assert [r.inference_id for r in rows] == ["p0", "p1", "p2", "p2"]
+    assert [r.raw for r in rows] == [raw if len(raw) <= 1000 else raw[:1000] + "..." for raw in expected_raws]
+    assert rows[0].reason.startswith("unknown label '01'") and rows[3].reason.startswith(
+        "unknown label 'cat'"
+    )

@@ -19,6 +19,7 @@ from truthwatch.labels import (
     LabelStreamError,
     RejectedRow,
     RejectedRows,
+    RowTexts,
     parse_label_batches,
     parse_label_stream,
     rejected_jsonl,
@@ -49,9 +50,10 @@ def test_labels_csv_tolerates_bom_crlf_quotes_blank_lines_and_extra_columns_one_
     rows = _parse(data.encode("utf-8"))
 
     # One line is one row: the quote left open on line 6 rejects that line, line 7 is read alone.
+    # A rejected row's raw text is its line as read (it was the fields written back, 'x,4,').
     assert rows == [
         LabelRow(3, "id-1", "3"),
-        RejectedRow(4, "missing inference id", "x,4,"),
+        RejectedRow(4, "missing inference id", 'x,"4",'),
         RejectedRow(6, "unterminated quote", '"multi'),
         LabelRow(7, "id-2", "5"),
     ]
@@ -278,8 +280,8 @@ def test_labels_rejected_rows_are_written_in_row_order() -> None:
     data = rejected_jsonl([RejectedRow(9, "missing label", "x,"), RejectedRow(2, "bad", "é")])
 
     assert [json.loads(line) for line in data.decode().splitlines()] == [
-        {"row": 2, "reason": "bad", "raw": "é"},
-        {"row": 9, "reason": "missing label", "raw": "x,"},
+        {"row": 2, "reason": "bad", "inference_id": None, "raw": "é"},
+        {"row": 9, "reason": "missing label", "inference_id": None, "raw": "x,"},
     ]
 
 
@@ -331,14 +333,19 @@ def test_labels_a_file_of_a_broken_byte_order_mark_is_one_rejected_row(data: byt
 
 
 def test_labels_rejected_rows_from_reading_and_from_the_join_come_back_in_row_order() -> None:
-    read = [RejectedRow(2, "missing label", "a,"), RejectedRow(7, 'bad "x"', "é\n"), RejectedRow(9, "m", "")]
-    with RejectedRows(texts=["cat", "7"]) as rows:
+    read = [
+        RejectedRow(2, "missing label", "a,", "a"),
+        RejectedRow(7, 'bad "x"', "é\n"),
+        RejectedRow(9, "m", ""),
+    ]
+    lines = RowTexts({8: "p,cat", 1: "q,7", 5: "p,dog"})
+    with RejectedRows(ids=["p", "q"], lines=lines) as rows:
         rows.extend(read[:2])
         rows.extend(read[2:])
-        rows.reject(np.array([8, 1]), np.array([0, 1], dtype=np.int32), "unknown label")
-        rows.reject(np.array([5]), np.array([0], dtype=np.int32), np.array([rows.reason_id("no card")]))
-        joined = [RejectedRow(8, "unknown label", "cat"), RejectedRow(1, "unknown label", "7")]
-        expected = rejected_jsonl([*read, *joined, RejectedRow(5, "no card", "cat")])
+        rows.reject(np.array([8, 1]), np.array([0, 1]), "unknown label")
+        rows.reject(np.array([5]), np.array([0]), np.array([rows.reason_id("no card")]))
+        joined = [RejectedRow(8, "unknown label", "p,cat", "p"), RejectedRow(1, "unknown label", "q,7", "q")]
+        expected = rejected_jsonl([*read, *joined, RejectedRow(5, "no card", "p,dog", "p")])
 
         assert rows.jsonl().read() == expected
         assert list(rows) == [json_row(line) for line in expected.decode().splitlines()]
@@ -350,7 +357,7 @@ def test_labels_rejected_rows_from_reading_and_from_the_join_come_back_in_row_or
 
 def json_row(line: str) -> RejectedRow:
     entry = json.loads(line)
-    return RejectedRow(entry["row"], entry["reason"], entry["raw"])
+    return RejectedRow(entry["row"], entry["reason"], entry["raw"], entry["inference_id"])
 
 
 @pytest.mark.parametrize(
@@ -447,18 +454,18 @@ def test_labels_only_bytes_that_fail_to_decode_are_not_utf8_a_real_u_fffd_is_tex
 
 @pytest.mark.parametrize("text", ["zz\udc00", "\ud800", "a\udfffb\ud83d", "\U0001f600 \ufffd é"])
 def test_labels_rejected_rows_are_written_whatever_text_they_hold(text: str) -> None:
-    read = [RejectedRow(1, f"bad {text}", text), RejectedRow(3, "missing label", text)]
-    with RejectedRows(texts=[text]) as rows:
+    read = [RejectedRow(1, f"bad {text}", text), RejectedRow(3, "missing label", text, text)]
+    with RejectedRows(ids=[text], lines=RowTexts({2: text})) as rows:
         rows.extend(read)
-        rows.reject(np.array([2]), np.array([0], dtype=np.int32), f"unknown label {text!r}")
+        rows.reject(np.array([2]), np.array([0]), f"unknown label {text!r}")
         written = rows.jsonl().read()
 
         assert [json.loads(line) for line in written.decode("utf-8").splitlines()] == [
-            {"row": 1, "reason": f"bad {text}", "raw": text},
-            {"row": 2, "reason": f"unknown label {text!r}", "raw": text},
-            {"row": 3, "reason": "missing label", "raw": text},
+            {"row": 1, "reason": f"bad {text}", "inference_id": None, "raw": text},
+            {"row": 2, "reason": f"unknown label {text!r}", "inference_id": text, "raw": text},
+            {"row": 3, "reason": "missing label", "inference_id": text, "raw": text},
         ]
-        assert list(rows) == [*read[:1], RejectedRow(2, f"unknown label {text!r}", text), read[1]]
+        assert list(rows) == [*read[:1], RejectedRow(2, f"unknown label {text!r}", text, text), read[1]]
     assert rejected_jsonl(read).decode("utf-8").count("\n") == 2
 
 
@@ -534,7 +541,8 @@ def test_labels_a_utf16_or_utf32_file_has_each_row_rejected_once_with_one_reason
 
     rows = _parse(gzip.compress(data) if compress else data)
 
-    assert rows == [RejectedRow(n, reason, raw) for n, raw in ((2, "m-0,0"), (3, "m-1,1"), (5, "m-2,x"))]
+    expected = [(2, "m-0,0", "m-0"), (3, "m-1,1", "m-1"), (5, "m-2,x", "m-2")]
+    assert rows == [RejectedRow(n, reason, raw, inference_id) for n, raw, inference_id in expected]
 
 
 def test_labels_a_utf16_file_with_bytes_it_cannot_decode_is_still_read() -> None:

@@ -45,9 +45,12 @@ from truthwatch.errors import TruthwatchError
 from truthwatch.labels import (
     LabelBatch,
     LabelResolver,
+    LabelRow,
+    LineSpool,
     ParsedRow,
     Readable,
     RejectedRows,
+    RowTexts,
     parse_label_batches,
 )
 from truthwatch.records import (
@@ -130,24 +133,35 @@ def read_labels(body: Readable) -> LabelSet:
     LabelStreamError
         When reading the object fails part-way; nothing read is kept, the invocation is retried.
     """
-    return _collect(parse_label_batches(body))
+    lines = LineSpool()  # the line of every row, for the rows the join refuses
+    try:
+        return _collect(parse_label_batches(body, lines=lines), RejectedRows(lines=lines))
+    except BaseException:
+        lines.close()
+        raise
 
 
 def collect_labels(rows: Iterable[ParsedRow]) -> LabelSet:
-    """Count parsed rows and keep the last label of each inference id (rows as objects)."""
+    """Count parsed rows and keep the last label of each inference id (rows as objects).
+
+    With no file behind them, a row the join refuses is written with ``<id>,<label>`` as its text.
+    """
+    texts = RowTexts()
 
     def batches() -> Iterator[LabelBatch]:
         batch = LabelBatch()
         for parsed in rows:
             batch.add(parsed)
             batch.read += 1
+            if isinstance(parsed, LabelRow):
+                texts[parsed.row] = f"{parsed.inference_id},{parsed.label}"
         yield batch
 
-    return _collect(batches())
+    return _collect(batches(), RejectedRows(lines=texts))
 
 
-def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
-    labels = LabelSet()
+def _collect(batches: Iterable[LabelBatch], rejected: RejectedRows) -> LabelSet:
+    labels = LabelSet(rejected=rejected)
     rows: list[int] = []
     ids: list[str] = []
     texts: list[str] = []
@@ -171,7 +185,7 @@ def _collect(batches: Iterable[LabelBatch]) -> LabelSet:
     code_of = {text: code for code, text in enumerate(dict.fromkeys(texts))}
     codes = np.fromiter(map(code_of.__getitem__, texts), dtype=np.int32, count=len(texts))
     labels.label_texts = list(code_of)
-    labels.rejected.texts = labels.label_texts
+    labels.rejected.ids = labels.ids
     labels.label_codes = codes[winners]
     if labels.duplicate_rows:
         overridden = np.ones(len(ids), dtype=bool)
@@ -605,7 +619,7 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
             found[positions] = True
             kept = [reason for reason, keep in zip(answer.reasons, fresh.tolist(), strict=True) if keep]
             reasons = np.asarray([rejected.reason_id(r) for r in kept], dtype=np.int32)
-            rejected.reject(labels.rows[positions], labels.label_codes[positions], reasons)
+            rejected.reject(labels.rows[positions], positions, reasons)
             continue
         columns = answer if fresh.all() else _take(answer, fresh)
         found[columns.positions] = True
@@ -621,7 +635,7 @@ def join_labels(labels: LabelSet, store: PredictionStore, card_for: CardLookup) 
             misfits = builder.add(columns)
             positions = np.asarray([p for p, _ in misfits], dtype=np.int64)
             reason = np.asarray([rejected.reason_id(r) for _, r in misfits], dtype=np.int32)
-        rejected.reject(labels.rows[positions], labels.label_codes[positions], reason)
+        rejected.reject(labels.rows[positions], positions, reason)
 
     active = {v: b for v, b in builders.items() if b is not None}
     settled = _settle(labels, list(active.values()), rejected)
@@ -679,15 +693,15 @@ def _settle(labels: LabelSet, builders: list[_VersionBuilder], rejected: Rejecte
     won[latest[takes]] = True
 
     for index, builder in enumerate(builders):
-        for rows, codes, classes, owners in (
-            (labels.rows, labels.label_codes, last_class, owner),
-            (labels.earlier_rows, labels.earlier_codes, earlier_class, earlier_owner),
+        for rows, codes, id_at, classes, owners in (
+            (labels.rows, labels.label_codes, np.arange(n_ids), last_class, owner),
+            (labels.earlier_rows, labels.earlier_codes, labels.earlier_ids, earlier_class, earlier_owner),
         ):
             refused = np.flatnonzero((classes == -1) & (owners == index))
             texts, inverse = np.unique(codes[refused], return_inverse=True)
             reason_ids = [rejected.reason_id(builder.resolver.reason(labels.label_texts[t])) for t in texts]
             reasons = np.asarray(reason_ids, dtype=np.int32)[inverse]
-            rejected.reject(rows[refused], codes[refused], reasons)
+            rejected.reject(rows[refused], id_at[refused], reasons)
 
     duplicate = (earlier_class == -2) | ((earlier_class >= 0) & ~won)
     return _Settled(

@@ -46,6 +46,7 @@ import gzip
 import io
 import itertools
 import json
+import mmap
 import re
 import tempfile
 import zlib
@@ -122,15 +123,20 @@ class LabelRow:
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
-    """One row refused, with the reason and its text as read (cut to :data:`RAW_TEXT_LIMIT`)."""
+    """One row refused: the reason, its line as read (cut to :data:`RAW_TEXT_LIMIT`), its id when known.
+
+    ``inference_id`` is None when the line holds no usable id (missing, not valid UTF-8, too long,
+    or a line that could not be read into fields at all).
+    """
 
     row: int
     reason: str
     raw: str
+    inference_id: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """The line written to ``rejected/<label key>.jsonl``."""
-        return {"row": self.row, "reason": self.reason, "raw": self.raw}
+        return {"row": self.row, "reason": self.reason, "inference_id": self.inference_id, "raw": self.raw}
 
 
 ParsedRow = LabelRow | RejectedRow
@@ -237,7 +243,8 @@ class _Inflated(io.RawIOBase):
 class _LabelText:
     """The text lines of a label object, a chunk at a time, and the damage that ended them, if any."""
 
-    def __init__(self, body: Readable) -> None:
+    def __init__(self, body: Readable, lines: LineSpool | None = None) -> None:
+        self._lines = lines
         buffered = io.BufferedReader(_RawStream(body), buffer_size=READ_BUFFER_BYTES)
         self._inflated: _Inflated | None = None
         binary: io.BufferedReader[Any] = buffered  # (peek) the raw stream or its inflated bytes
@@ -279,6 +286,8 @@ class _LabelText:
             self.chunk, self.chunk_start = chunk, self.lines_read
             self.lines_read += len(chunk)
             if chunk:
+                if self._lines is not None:
+                    self._lines.add(chunk)
                 yield chunk
 
     def damage_row(self) -> RejectedRow | None:
@@ -347,13 +356,16 @@ def parse_label_stream(body: Readable) -> Iterator[ParsedRow]:
         yield from batch.parsed()
 
 
-def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterator[LabelBatch]:
+def parse_label_batches(
+    body: Readable, batch_rows: int = BATCH_ROWS, lines: LineSpool | None = None
+) -> Iterator[LabelBatch]:
     """Parse a label object (CSV, JSON lines or SageMaker ground truth, maybe gzipped) in batches.
 
     Each batch holds the rows of up to ``batch_rows`` consecutive lines. ``row`` is the line number
-    in the decompressed text. A rejected row's ``raw`` is the line as read, or for a CSV row refused
-    for its fields, the fields written back as one CSV line. A damaged file ends with one more batch
-    holding the ``damaged file`` row, with ``damage`` set.
+    in the decompressed text. A rejected row's ``raw`` is its line as read, and ``inference_id``
+    its id when the line holds a usable one. A damaged file ends with one more batch holding the
+    ``damaged file`` row, with ``damage`` set. ``lines``, when given, keeps every line read, so
+    that rows refused later (at the join) are written with their line too.
 
     Raises
     ------
@@ -361,7 +373,7 @@ def parse_label_batches(body: Readable, batch_rows: int = BATCH_ROWS) -> Iterato
         When reading the bytes fails part-way: the file may be fine, so the caller fails the
         invocation for a retry instead of using the rows read so far.
     """
-    text = _LabelText(body)
+    text = _LabelText(body, lines)
     chunks = text.chunks(batch_rows)
     before = 0
     for chunk in chunks:
@@ -387,9 +399,13 @@ def _refused(batches: Iterator[LabelBatch], text: _LabelText, reason: str) -> It
     comes from the chunk of lines last handed out.
     """
     for batch in batches:
+        ids = dict(zip(batch.rows, batch.ids, strict=True))
+        ids.update((r.row, r.inference_id) for r in batch.rejected if r.inference_id is not None)
         numbers = sorted([*batch.rows, *(r.row for r in batch.rejected)])
         lines = text.chunk
-        rejected = [RejectedRow(n, reason, _as_read(lines[n - text.chunk_start - 1])) for n in numbers]
+        rejected = [
+            RejectedRow(n, reason, _as_read(lines[n - text.chunk_start - 1]), ids.get(n)) for n in numbers
+        ]
         yield LabelBatch(rejected=rejected, read=batch.read)
 
 
@@ -405,12 +421,6 @@ def _cut(text: str) -> str:
 
 def _has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
-
-
-def _as_csv(fields: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(fields)
-    return _cut(buffer.getvalue())
 
 
 def _as_read(line: str) -> str:
@@ -558,10 +568,11 @@ class _CsvColumns:
                     ids.append(inference_id)
                     labels.append(label)
                     continue
-                batch.add(_checked(number, inference_id, label, fields, lines[number - before - 1]))
-            elif lines[number - before - 1].strip():
+                batch.add(_checked(number, inference_id, label, lines[number - before - 1]))
+            elif (line := lines[number - before - 1]).strip():
                 reason = f"row has {len(fields)} fields, the id and label columns need {width}"
-                batch.rejected.append(RejectedRow(number, reason, _as_csv(fields)))
+                known = _known_id(fields[id_at]) if id_at < len(fields) else None
+                batch.rejected.append(RejectedRow(number, reason, _as_read(line), known))
         return number
 
 
@@ -583,8 +594,7 @@ def _screen_unicode(batch: LabelBatch, lines: list[str], before: int) -> None:
         return
     kept = LabelBatch(rejected=batch.rejected)
     for row, inference_id, label in zip(batch.rows, batch.ids, batch.labels, strict=True):
-        line = lines[row - before - 1]
-        kept.add(_checked(row, inference_id, label, _as_read(line), line))
+        kept.add(_checked(row, inference_id, label, lines[row - before - 1]))
     batch.rows, batch.ids, batch.labels = kept.rows, kept.ids, kept.labels
     batch.rejected.sort(key=lambda r: r.row)
 
@@ -599,7 +609,7 @@ def _reject_every_line(chunks: Iterable[list[str]], offset: int, reason: str) ->
         before += len(chunk)
 
 
-def _checked(row: int, inference_id: str, label: str, raw: str | list[str], line: str) -> ParsedRow:
+def _checked(row: int, inference_id: str, label: str, line: str) -> ParsedRow:
     """A row of ``line`` after its fields are read: a :class:`LabelRow`, or rejected with the reason."""
     inference_id = inference_id.strip()
     label = label.strip(ASCII_SPACE)
@@ -608,18 +618,27 @@ def _checked(row: int, inference_id: str, label: str, raw: str | list[str], line
     if inference_id and label and short and unicode:
         return LabelRow(row, inference_id, label)
 
-    text = raw if isinstance(raw, str) else _as_csv(raw)
+    raw = _as_read(line)
+    known = _known_id(inference_id)
     if not inference_id:
-        return RejectedRow(row, "missing inference id", text)
+        return RejectedRow(row, "missing inference id", raw)
     if not label:
-        return RejectedRow(row, "missing label", text)
+        return RejectedRow(row, "missing label", raw, known)
     if not unicode:
         # In the line itself, the surrogate stands for bytes that were not UTF-8; otherwise it
         # came from a JSON escape of half a surrogate pair.
-        return RejectedRow(row, NOT_UTF8 if _has_surrogate(line) else LONE_SURROGATE, text)
+        return RejectedRow(row, NOT_UTF8 if _has_surrogate(line) else LONE_SURROGATE, raw, known)
     if len(inference_id.encode("utf-8")) > MAX_ID_BYTES:
-        return RejectedRow(row, f"inference id longer than {MAX_ID_BYTES} bytes", text[:200])
+        return RejectedRow(row, f"inference id longer than {MAX_ID_BYTES} bytes", raw[:200])
     return LabelRow(row, inference_id, label)
+
+
+def _known_id(text: str) -> str | None:
+    """``text`` trimmed, when it can stand as a rejected row's ``inference_id``; else None."""
+    inference_id = text.strip()
+    if not inference_id or _has_surrogate(inference_id) or len(inference_id.encode("utf-8")) > MAX_ID_BYTES:
+        return None
+    return inference_id
 
 
 def _json_batches(chunks: Iterator[list[str]], offset: int) -> Iterator[LabelBatch]:
@@ -664,13 +683,11 @@ def _json_lines(lines: list[str], before: int) -> LabelBatch:
                 ids.append(inference_id)
                 labels.append(label)
                 continue
-        raw = _as_read(line)
         if not isinstance(document, dict):
-            batch.rejected.append(
-                RejectedRow(number, f"a JSON {json_type(document)}, expected an object", raw)
-            )
+            reason = f"a JSON {json_type(document)}, expected an object"
+            batch.rejected.append(RejectedRow(number, reason, _as_read(line)))
         else:
-            batch.add(_json_row(number, document, raw, line))
+            batch.add(_json_row(number, document, line))
     _screen_unicode(batch, lines, before)
     return batch
 
@@ -698,24 +715,25 @@ def _plain_pair(document: Any) -> tuple[str, str] | None:
 _ABSENT = object()
 
 
-def _json_row(row: int, document: dict[str, Any], raw: str, line: str) -> ParsedRow:
+def _json_row(row: int, document: dict[str, Any], line: str) -> ParsedRow:
+    shape = None
     if "groundTruthData" in document:
         shape = _sagemaker_shape(document)
-        if shape is not None:
-            return RejectedRow(row, shape, raw)
-        id_value = _sagemaker_id(document.get("eventMetadata") or {})
-        label_value = document["groundTruthData"].get("data")
+        truth, metadata = document["groundTruthData"], document.get("eventMetadata")
+        id_value = _sagemaker_id(metadata) if isinstance(metadata, dict) else None
+        label_value = truth.get("data") if isinstance(truth, dict) else None
     else:
         id_value = _field(document, _ID_ALIASES, ID_FIELDS)
         label_value = _field(document, _LABEL_ALIASES, LABEL_FIELDS)
 
     inference_id, id_problem = _json_text(id_value, "inference id")
-    if id_problem:
-        return RejectedRow(row, id_problem, raw)
-    label, label_problem = _json_text(label_value, "label")
-    if label_problem:
-        return RejectedRow(row, label_problem, raw)
-    return _checked(row, inference_id, label, raw, line)
+    known = None if id_problem else _known_id(inference_id)
+    problem = shape or id_problem
+    if problem is None:
+        label, problem = _json_text(label_value, "label")
+        if problem is None:
+            return _checked(row, inference_id, label, line)
+    return RejectedRow(row, problem, _as_read(line), known)
 
 
 def _sagemaker_shape(document: dict[str, Any]) -> str | None:
@@ -847,6 +865,88 @@ SPOOL_BLOCK_BYTES = 1 << 20
 """How much of ``rejected/`` is handed on at a time when it is read back."""
 
 
+class LineSource(Protocol):
+    """Gives the text of a row's line by its number (see :class:`LineSpool`)."""
+
+    def line(self, number: int) -> str:
+        """Line ``number`` without its line end, cut to :data:`RAW_TEXT_LIMIT`; empty when unknown."""
+        ...
+
+    def close(self) -> None:
+        """Free what holds the lines."""
+        ...
+
+
+class LineSpool:
+    """Every line of a label file in a temporary file, to give a row's line back by its number.
+
+    Rows refused at the join are known by their line number only. Keeping each line as a Python
+    string would cost about 60 bytes a row over its text; here the lines are written as read (bytes
+    that were not UTF-8 restored by ``surrogateescape``) and 8 bytes of end offset are kept per
+    line. Lines are read back through a memory map, only for the rows that need them.
+    """
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._ends: list[npt.NDArray[np.int64]] = []
+        self._size = 0
+        self._map: mmap.mmap | None = None
+        self._all_ends: npt.NDArray[np.int64] | None = None
+
+    def add(self, lines: list[str]) -> None:
+        """Append the next lines of the file, each with its line end."""
+        text = "".join(lines)
+        data = text.encode("utf-8", "surrogateescape")
+        if len(data) == len(text):  # ASCII: a character is a byte
+            sizes = np.fromiter(map(len, lines), np.int64, len(lines))
+        else:
+            sizes = np.fromiter((len(line.encode("utf-8", "surrogateescape")) for line in lines), np.int64)
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="truthwatch-lines-")  # noqa: SIM115 - closed by close()
+        self._file.write(data)
+        self._ends.append(np.cumsum(sizes) + self._size)
+        self._size += len(data)
+
+    def line(self, number: int) -> str:
+        """Line ``number`` (from 1) as read, without its line end and cut; empty when never added."""
+        ends = self._index()
+        if not 0 < number <= len(ends) or self._map is None:
+            return ""
+        start = int(ends[number - 2]) if number > 1 else 0
+        end = min(int(ends[number - 1]), start + 4 * RAW_TEXT_LIMIT + 8)  # enough for the cut
+        return _as_read(self._map[start:end].decode("utf-8", "surrogateescape"))
+
+    def close(self) -> None:
+        """Remove the temporary file."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _index(self) -> npt.NDArray[np.int64]:
+        if self._all_ends is None or len(self._all_ends) != sum(map(len, self._ends)):
+            self._all_ends = np.concatenate(self._ends) if self._ends else np.zeros(0, np.int64)
+            if self._file is not None and self._size:
+                self._file.flush()
+                if self._map is not None:
+                    self._map.close()
+                self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._all_ends
+
+
+class RowTexts(dict[int, str]):
+    """Line texts by row number, for rows that come as objects rather than from a file."""
+
+    def line(self, number: int) -> str:
+        """The text of row ``number``, or empty."""
+        return self.get(number, "")
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+
 class RejectedRows:
     """Every rejected row of one label file: counted in memory, the rows themselves in a temporary file.
 
@@ -854,23 +954,26 @@ class RejectedRows:
     until the end (a million rows of 230 bytes went over a gigabyte). Rows refused while reading
     come in row order and are written at once as the JSON lines of ``rejected/`` to a temporary
     file (``tempfile``'s directory: ``/tmp`` on Lambda), keeping only their row numbers (8 bytes
-    each). Rows refused at the join are kept as three integer arrays (row, label text code, reason
-    code), since their texts and reasons are few and shared. :meth:`jsonl` merges both in row
-    order, a block at a time.
+    each). Rows refused at the join are kept as three integer arrays (row, position of its id,
+    reason code), since their reasons are few and shared and their lines are in ``lines``.
+    :meth:`jsonl` merges both in row order, a block at a time.
 
-    ``texts`` are the label texts the join's codes refer to. Close it (or use it as a context
-    manager) to free the file; it is removed when closed.
+    ``ids`` are the inference ids the join's positions refer to, and ``lines`` gives the text of a
+    row's line by its number, so a row refused at the join is written like one refused while
+    reading: its id and its line. Close it (or use it as a context manager) to free the files;
+    they are removed when closed.
     """
 
-    def __init__(self, texts: Sequence[str] = ()) -> None:
-        self.texts = texts
+    def __init__(self, ids: Sequence[str] = (), lines: LineSource | None = None) -> None:
+        self.ids = ids
+        self.lines = lines
         self._spool: IO[bytes] | None = None
         self._spooled_rows = array("q")
         self._by_reason: Counter[str] = Counter()
         self._reason_json: dict[str, str] = {}
         self._reasons: list[str] = []
         self._reason_ids: dict[str, int] = {}
-        self._joined: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32]]] = []
+        self._joined: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32]]] = []
 
     def __len__(self) -> int:
         return len(self._spooled_rows) + sum(len(rows) for rows, _, _ in self._joined)
@@ -878,9 +981,10 @@ class RejectedRows:
     def __iter__(self) -> Iterator[RejectedRow]:
         """The rows in row order, read back from the file (for tests and small files)."""
         for block in self._blocks():
-            for line in block.decode("utf-8").splitlines():
+            # Split at line feeds only: a raw text may hold U+2028 or other line ends JSON keeps.
+            for line in block.decode("utf-8").split("\n")[:-1]:
                 entry = json.loads(line)
-                yield RejectedRow(entry["row"], entry["reason"], entry["raw"])
+                yield RejectedRow(entry["row"], entry["reason"], entry["raw"], entry["inference_id"])
 
     def __enter__(self) -> RejectedRows:
         return self
@@ -889,16 +993,18 @@ class RejectedRows:
         self.close()
 
     def close(self) -> None:
-        """Remove the temporary file."""
+        """Remove the temporary files."""
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+        if self.lines is not None:
+            self.lines.close()
 
     def extend(self, rows: Iterable[RejectedRow]) -> None:
         """Write rows refused while reading; they come in row order, after every earlier one."""
         lines = []
         for rejected in rows:
-            lines.append(self._line(rejected.row, rejected.reason, rejected.raw))
+            lines.append(self._line(rejected.row, rejected.reason, rejected.raw, rejected.inference_id))
             self._spooled_rows.append(rejected.row)
             self._by_reason[rejected.reason] += 1
         if lines:
@@ -914,14 +1020,20 @@ class RejectedRows:
         return self._reason_ids[reason]
 
     def reject(
-        self, rows: npt.NDArray[np.int64], codes: npt.NDArray[np.int32], reasons: npt.NDArray[np.int32] | str
+        self,
+        rows: npt.NDArray[np.int64],
+        positions: npt.NDArray[np.int64],
+        reasons: npt.NDArray[np.int32] | str,
     ) -> None:
-        """Keep rows refused at the join: line numbers, label text codes, reason codes (or one reason)."""
+        """Keep rows refused at the join: line numbers, positions of their ids in ``ids``, reason codes.
+
+        ``reasons`` may be one reason for every row.
+        """
         if not len(rows):
             return
         if isinstance(reasons, str):
             reasons = np.full(len(rows), self.reason_id(reasons), dtype=np.int32)
-        self._joined.append((np.asarray(rows, np.int64), np.asarray(codes, np.int32), reasons))
+        self._joined.append((np.asarray(rows, np.int64), np.asarray(positions, np.int64), reasons))
         for reason_id, count in enumerate(np.bincount(reasons).tolist()):
             if count:
                 self._by_reason[self._reasons[reason_id]] += count
@@ -937,12 +1049,14 @@ class RejectedRows:
         """The ``rejected/`` object, one JSON object per line in row order, as a stream to upload."""
         return io.BufferedReader(_BlockStream(self._blocks()), buffer_size=SPOOL_BLOCK_BYTES)
 
-    def _line(self, row: int, reason: str, raw: str) -> str:
+    def _line(self, row: int, reason: str, raw: str, inference_id: str | None) -> str:
         # The layout of json.dumps(RejectedRow.to_json()), with each distinct reason encoded once.
         encoded = self._reason_json.get(reason)
         if encoded is None:
             encoded = self._reason_json[reason] = json.dumps(reason, ensure_ascii=False)
-        return f'{{"row": {row}, "reason": {encoded}, "raw": {json.dumps(raw, ensure_ascii=False)}}}\n'
+        known = json.dumps(inference_id, ensure_ascii=False)
+        text = json.dumps(raw, ensure_ascii=False)
+        return f'{{"row": {row}, "reason": {encoded}, "inference_id": {known}, "raw": {text}}}\n'
 
     def _blocks(self) -> Iterator[bytes]:
         """The lines of both kinds merged in row order, about :data:`SPOOL_BLOCK_BYTES` at a time."""
@@ -976,18 +1090,20 @@ class RejectedRows:
             text.detach()
             self._spool.seek(0, io.SEEK_END)
 
-    def _joined_in_order(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    def _joined_in_order(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32]]:
         if not self._joined:
-            return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
-        rows, codes, reasons = (np.concatenate(part) for part in zip(*self._joined, strict=True))
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
+        rows, positions, reasons = (np.concatenate(part) for part in zip(*self._joined, strict=True))
         order = np.argsort(rows, kind="stable")
-        return rows[order], codes[order], reasons[order]
+        return rows[order], positions[order], reasons[order]
 
     def _joined_line(
-        self, joined: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32]], i: int
+        self, joined: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32]], i: int
     ) -> str:
-        rows, codes, reasons = joined
-        return self._line(int(rows[i]), self._reasons[reasons[i]], self.texts[codes[i]])
+        rows, positions, reasons = joined
+        row = int(rows[i])
+        raw = self.lines.line(row) if self.lines is not None else ""
+        return self._line(row, self._reasons[reasons[i]], raw, self.ids[positions[i]])
 
 
 class _BlockStream(io.RawIOBase):
