@@ -17,6 +17,7 @@ from truthwatch.labels import (
     LabelResolver,
     LabelRow,
     LabelStreamError,
+    LineSpool,
     RejectedRow,
     RejectedRows,
     RowTexts,
@@ -556,3 +557,20 @@ def test_labels_a_utf16_file_with_bytes_it_cannot_decode_is_still_read() -> None
         (3, "not valid UTF-8", "m-1,\ufffd"),
         (4, "not valid UTF-8", "\ufffd"),
     ]
+
+
+def test_labels_line_spool_gives_back_any_line_by_its_number() -> None:
+    lines = [f"id-{i},{'é' if i % 3 == 0 else 'x'}{i}\r\n" for i in range(20_000)]
+    lines[9] = "bad\udcff,byte\n"  # bytes that were not UTF-8, as surrogateescape decodes them
+    lines[10] = "long," + "y" * 5000 + "\n"
+    spool = LineSpool()
+    try:
+        spool.add(lines[:9000])
+        spool.add(lines[9000:])
+        for number in (1, 2, 8192, 8193, 9000, 9001, 16_384, 20_000):
+            assert spool.line(number) == lines[number - 1].rstrip("\r\n")
+        assert spool.line(10) == "bad\ufffd,byte"
+        assert spool.line(11) == "long," + "y" * 995 + "..."
+        assert (spool.line(0), spool.line(20_001)) == ("", "")
+    finally:
+        spool.close()

@@ -96,6 +96,9 @@ class JsonNumber(str):
     __slots__ = ()
 
 
+_json_string = json.encoder.encode_basestring
+"""A str as a JSON string literal, non-ASCII kept: ``json.dumps(text, ensure_ascii=False)``."""
+
 _JSON = json.JSONDecoder(parse_int=JsonNumber, parse_float=JsonNumber)
 """Numbers stay their literal text; ``NaN`` and ``Infinity`` still become floats (rejected as not finite)."""
 
@@ -877,6 +880,10 @@ class LineSource(Protocol):
         ...
 
 
+SPOOL_PART_LINES = 8192
+"""Lines encoded and written to a :class:`LineSpool` at a time."""
+
+
 class LineSpool:
     """Every line of a label file in a temporary file, to give a row's line back by its number.
 
@@ -895,17 +902,22 @@ class LineSpool:
 
     def add(self, lines: list[str]) -> None:
         """Append the next lines of the file, each with its line end."""
-        text = "".join(lines)
-        data = text.encode("utf-8", "surrogateescape")
-        if len(data) == len(text):  # ASCII: a character is a byte
-            sizes = np.fromiter(map(len, lines), np.int64, len(lines))
-        else:
-            sizes = np.fromiter((len(line.encode("utf-8", "surrogateescape")) for line in lines), np.int64)
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="truthwatch-lines-")  # noqa: SIM115 - closed by close()
-        self._file.write(data)
-        self._ends.append(np.cumsum(sizes) + self._size)
-        self._size += len(data)
+        # A part at a time, so the text and its bytes held together stay small (a chunk of long
+        # lines is tens of megabytes).
+        for start in range(0, len(lines), SPOOL_PART_LINES):
+            part = lines[start : start + SPOOL_PART_LINES]
+            text = "".join(part)
+            data = text.encode("utf-8", "surrogateescape")
+            if len(data) == len(text):  # ASCII: a character is a byte
+                sizes = np.fromiter(map(len, part), np.int64, len(part))
+            else:
+                sizes = np.fromiter((len(line.encode("utf-8", "surrogateescape")) for line in part), np.int64)
+            del text
+            self._file.write(data)
+            self._ends.append(np.cumsum(sizes) + self._size)
+            self._size += len(data)
 
     def line(self, number: int) -> str:
         """Line ``number`` (from 1) as read, without its line end and cut; empty when never added."""
@@ -1051,12 +1063,13 @@ class RejectedRows:
 
     def _line(self, row: int, reason: str, raw: str, inference_id: str | None) -> str:
         # The layout of json.dumps(RejectedRow.to_json()), with each distinct reason encoded once.
+        # encode_basestring is what json.dumps(text, ensure_ascii=False) calls, without its
+        # per-call set-up, which cost more than the rest of the line.
         encoded = self._reason_json.get(reason)
         if encoded is None:
-            encoded = self._reason_json[reason] = json.dumps(reason, ensure_ascii=False)
-        known = json.dumps(inference_id, ensure_ascii=False)
-        text = json.dumps(raw, ensure_ascii=False)
-        return f'{{"row": {row}, "reason": {encoded}, "inference_id": {known}, "raw": {text}}}\n'
+            encoded = self._reason_json[reason] = _json_string(reason)
+        known = "null" if inference_id is None else _json_string(inference_id)
+        return f'{{"row": {row}, "reason": {encoded}, "inference_id": {known}, "raw": {_json_string(raw)}}}\n'
 
     def _blocks(self) -> Iterator[bytes]:
         """The lines of both kinds merged in row order, about :data:`SPOOL_BLOCK_BYTES` at a time."""
