@@ -1,13 +1,17 @@
 """HTTP on 127.0.0.1 in front of the inference handler, the way ``sam local start-api`` serves it.
 
 Each request becomes an API Gateway REST API (v1) proxy event, the handler's proxy response
-becomes the HTTP answer. Routes come from the function's ``Api`` events in ``template.yaml``: a
-request that matches none of them is answered by the gateway itself, as API Gateway answers it
-(403 ``Missing Authentication Token``), and a handler that fails or returns a malformed response
-gives 502 ``Internal server error``. With an API key set (``ApiAuth=API_KEY``), a matched request
-without that key in its ``x-api-key`` header is refused with API Gateway's 403 ``Forbidden`` before
-the function is called. IAM (SigV4) authorisation, throttling and stages are not emulated (see
-"Known limitations" in ``docs/local.md``).
+becomes the HTTP answer. Routes come from the function's ``Api`` events in ``template.yaml`` and
+are matched with trailing slashes ignored, as a deployed REST API matches them: a request that
+matches none is answered by the gateway itself, as API Gateway answers it (403 ``Missing
+Authentication Token``), and a handler that fails or returns a malformed response gives 502
+``Internal server error``. A body is read by its ``Content-Length`` or chunk by chunk
+(``Transfer-Encoding: chunked``); a request whose body cannot be read that way is refused before
+it is routed (:func:`read_body`), and the connection is closed after the answer. With an API key
+set (``ApiAuth=API_KEY``), a matched request without that key in its ``x-api-key`` header is
+refused with API Gateway's 403 ``Forbidden`` before the function is called. IAM (SigV4)
+authorisation, throttling and stages are not emulated (see "Known limitations" in
+``docs/local.md``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 logger = logging.getLogger(__name__)
@@ -42,9 +47,17 @@ class Route:
     method: str
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
-        """Path parameters when ``method`` and ``path`` hit this route, else ``None``."""
+        """Path parameters when ``method`` and ``path`` hit this route, else ``None``.
+
+        Trailing slashes are ignored, as a deployed REST API ignores them when it matches a
+        resource: ``POST /predict/`` reaches the ``/predict`` method, and the event keeps the
+        path as sent (``path`` is ``/predict/``). Sources: LocalStack's router, validated
+        against AWS ("trailing slashes are ignored in APIGW", with recorded events for
+        ``/{proxy+}``), and the reports behind Powertools' issue #1552 and PR #1577.
+        """
         if self.method not in ("ANY", method):
             return None
+        path = path.rstrip("/") or "/"
         pattern = "^"
         for part in re.split(r"(\{[^}]+\})", self.path):
             if part.startswith("{") and part.endswith("+}"):
@@ -142,6 +155,94 @@ def build_event(
         "body": (base64.b64encode(body).decode("ascii") if is_base64 else text) if body else None,
         "isBase64Encoded": is_base64,
     }
+
+
+class MalformedRequestError(Exception):
+    """A request refused before it is routed, as API Gateway's front end refuses it.
+
+    Parameters
+    ----------
+    status, message
+        The answer: ``{"message": message}`` with that status; the connection is closed after it,
+        since where the next request would start is unknown.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Stream(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+    def readline(self, size: int, /) -> bytes: ...
+
+
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+MAX_LINE_BYTES = 65_536
+"""Longest chunk-size or trailer line read from a chunked body."""
+
+
+def read_body(headers: Message, stream: _Stream, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The request body: ``Content-Length`` bytes, or a ``Transfer-Encoding: chunked`` body joined.
+
+    Raises
+    ------
+    MalformedRequestError
+        400 for a ``Content-Length`` that is not one non-negative integer (``abc``, ``-1``, two
+        that differ), for a malformed chunked body or one cut short; 413 for a body over
+        ``limit`` (API Gateway's 10 MB), announced or counted, before more of it is read; 501
+        for a transfer coding other than chunked.
+    """
+    coding = headers.get("Transfer-Encoding")
+    if coding is not None:
+        # RFC 9112, section 6.3: Transfer-Encoding overrides any Content-Length.
+        if coding.strip().lower() != "chunked":
+            raise MalformedRequestError(501, "Not Implemented")
+        return _read_chunked(stream, limit)
+
+    lengths = {value.strip() for value in headers.get_all("Content-Length") or []}
+    if not lengths:
+        return b""
+    if len(lengths) > 1 or not _DIGITS.fullmatch(next(iter(lengths))):
+        raise MalformedRequestError(400, "Bad Request")
+    length = int(lengths.pop())
+    if length > limit:
+        raise MalformedRequestError(413, "Request Too Long")
+    body = stream.read(length)
+    if len(body) < length:
+        raise MalformedRequestError(400, "Bad Request")
+    return body
+
+
+def _read_chunked(stream: _Stream, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = _read_line(stream)
+        size_text = size_line.split(b";", 1)[0].strip()
+        if not _CHUNK_SIZE.fullmatch(size_text):
+            raise MalformedRequestError(400, "Bad Request")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        if len(body) + size > limit:
+            raise MalformedRequestError(413, "Request Too Long")
+        chunk = stream.read(size)
+        if len(chunk) < size or _read_line(stream).strip():
+            raise MalformedRequestError(400, "Bad Request")
+        body += chunk
+    while _read_line(stream).strip():  # trailer fields, read and dropped
+        pass
+    return bytes(body)
+
+
+def _read_line(stream: _Stream) -> bytes:
+    line = stream.readline(MAX_LINE_BYTES + 1)
+    if len(line) > MAX_LINE_BYTES or not line.endswith(b"\n"):
+        raise MalformedRequestError(400, "Bad Request")
+    return line
 
 
 def parse_response(result: Any) -> ProxyResponse:
@@ -286,15 +387,21 @@ class LocalGateway:
             protocol_version = "HTTP/1.1"
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                response = gateway.answer(self.command, self.path, list(self.headers.items()), body)
+                try:
+                    body = read_body(self.headers, self.rfile)
+                except MalformedRequestError as refused:
+                    response = gateway_error(refused.status, refused.message)
+                    self.close_connection = True
+                else:
+                    response = gateway.answer(self.command, self.path, list(self.headers.items()), body)
                 gateway.stats.count(response.status)
                 self.send_response(response.status)
                 for name, value in response.headers:
                     if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                         self.send_header(name, value)
                 self.send_header("Content-Length", str(len(response.body)))
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(response.body)

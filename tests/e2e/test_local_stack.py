@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from urllib.parse import urlsplit
+
 import numpy as np
 import pytest
 
@@ -52,6 +56,61 @@ def test_gateway_answers_unknown_routes_itself(local_stack: LocalStack) -> None:
 
     assert status == 403
     assert body == {"message": "Missing Authentication Token"}
+
+
+def _raw(stack: LocalStack, head: str, body: bytes = b"") -> bytes:
+    """Everything the gateway sends back for one raw HTTP/1.1 request, until it closes the connection."""
+    address = urlsplit(stack.api_url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+def test_a_trailing_slash_reaches_the_route_as_on_a_deployed_rest_api(local_stack: LocalStack) -> None:
+    status, body = http(local_stack, "POST", "/predict/", {"instances": [[0.0] * 64]})
+
+    assert status == 200
+    assert len(body["predictions"]) == 1
+
+
+def test_a_chunked_body_reaches_the_handler_whole(local_stack: LocalStack) -> None:
+    payload = json.dumps({"instances": [[0.0] * 64, [16.0] * 64]}).encode()
+    chunks = (
+        b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:50], payload[50:])) + b"0\r\n\r\n"
+    )
+
+    answer = _raw(
+        local_stack,
+        "POST /predict HTTP/1.1\nHost: local\nContent-Type: application/json\n"
+        "Transfer-Encoding: chunked\nConnection: close\n",
+        chunks,
+    )
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert len(json.loads(body)["predictions"]) == 2
+
+
+@pytest.mark.parametrize("length", ["abc", "-1"])
+def test_a_malformed_content_length_is_a_400_and_the_connection_closes(
+    local_stack: LocalStack, length: str
+) -> None:
+    answered = local_stack.request_counts().get(400, 0)
+
+    answer = _raw(
+        local_stack,
+        f"POST /predict HTTP/1.1\nHost: local\nContent-Type: application/json\nContent-Length: {length}\n",
+        b'{"instances": [[1]]}',
+    )
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"Connection: close" in head
+    assert json.loads(body) == {"message": "Bad Request"}
+    assert local_stack.request_counts()[400] == answered + 1
 
 
 def test_bad_input_reaches_the_handler_and_gets_its_4xx(local_stack: LocalStack) -> None:
