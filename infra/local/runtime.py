@@ -10,6 +10,14 @@ settings from ``os.environ``. All functions here share one process and one envir
 invocation holds one lock and runs with its own function's variables applied; the stack's HTTP
 server and queue pollers therefore never run two handlers at once (see "Known limitations" in
 ``docs/local.md``).
+
+They share the ``truthwatch`` package's loggers too, which a handler configures with its own
+Powertools Logger (``copy_config_to_registered_loggers``: its handler, its service name and the
+keys of its current invocation). In Lambda each function configures them in a process of its
+own; here the last function to configure them would tag every other function's package lines
+with its service, function name and request id. So each function keeps its own configuration of
+those loggers (:data:`SHARED_LOGGERS`), put in place for its import and its invocations and taken
+away after them.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 _INVOKE_LOCK = threading.RLock()
 _thread_state = threading.local()
+
+SHARED_LOGGERS = ("truthwatch",)
+"""Packages whose loggers every handler imports from the same module objects and configures itself."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,45 @@ class Invocation:
     error: str | None
     duration_ms: float
     datapoints: list[Datapoint]
+    request_id: str = ""
+    """The context's ``aws_request_id``, as the handler's log lines carry it."""
+
+
+@dataclass(frozen=True)
+class _LoggerSetup:
+    """What a handler may change on a logger: where records go and which pass."""
+
+    handlers: tuple[logging.Handler, ...] = ()
+    filters: tuple[Any, ...] = ()
+    level: int = logging.NOTSET
+    propagate: bool = True
+
+
+def _shared_loggers() -> dict[str, logging.Logger]:
+    return {
+        name: found
+        for name, found in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(found, logging.Logger)
+        and any(name == package or name.startswith(package + ".") for package in SHARED_LOGGERS)
+    }
+
+
+def _logger_setups() -> dict[str, _LoggerSetup]:
+    return {
+        name: _LoggerSetup(tuple(found.handlers), tuple(found.filters), found.level, found.propagate)
+        for name, found in _shared_loggers().items()
+    }
+
+
+def _apply_logger_setups(setups: dict[str, _LoggerSetup]) -> None:
+    # A logger missing from ``setups`` did not exist when they were taken: it gets the setup of a
+    # logger nobody configured, as in a process that imported its module but never configured it.
+    for name, found in _shared_loggers().items():
+        setup = setups.get(name, _LoggerSetup())
+        found.handlers = list(setup.handlers)
+        found.filters = list(setup.filters)
+        found.setLevel(setup.level)
+        found.propagate = setup.propagate
 
 
 class LambdaContext:
@@ -187,13 +237,19 @@ class LocalFunction:
         self.errors = 0
         self._module: ModuleType | None = None
         self._previous: ModuleType | None = None
+        self._loggers: dict[str, _LoggerSetup] | None = None
 
     def load(self) -> None:
         """Import the handler module under the function's environment (a cold start)."""
         # A fresh module: settings and clients a handler caches at module level must come from
         # this function's environment, not from an earlier import in the same process (tests).
         self._previous = sys.modules.pop(self.spec.module, None)
-        with _INVOKE_LOCK, process_environment(self.spec.environment), _captured() as buffer:
+        with (
+            _INVOKE_LOCK,
+            process_environment(self.spec.environment),
+            self._own_loggers(),
+            _captured() as buffer,
+        ):
             try:
                 self._module = importlib.import_module(self.spec.module)
             finally:
@@ -216,7 +272,7 @@ class LocalFunction:
             self.load()
         handler = getattr(self._module, self.spec.handler)
 
-        with _INVOKE_LOCK, process_environment(self.spec.environment):
+        with _INVOKE_LOCK, process_environment(self.spec.environment), self._own_loggers():
             context = LambdaContext(self.spec, self.region, self.account)
             started = time.perf_counter()
             result: Any = None
@@ -231,10 +287,23 @@ class LocalFunction:
             self.invocations += 1
             self.errors += error is not None
 
-        invocation = Invocation(result, error, duration_ms, self._split_output(buffer.getvalue()))
+        points = self._split_output(buffer.getvalue())
+        invocation = Invocation(result, error, duration_ms, points, context.aws_request_id)
         if self.on_datapoints is not None:
             self.on_datapoints(self.spec, invocation)
         return invocation
+
+    @contextmanager
+    def _own_loggers(self) -> Iterator[None]:
+        """This function's configuration of the shared package loggers for the block, then the one before."""
+        outside = _logger_setups()
+        if self._loggers is not None:
+            _apply_logger_setups(self._loggers)
+        try:
+            yield
+        finally:
+            self._loggers = _logger_setups()
+            _apply_logger_setups(outside)
 
     def _split_output(self, output: str) -> list[Datapoint]:
         points: list[Datapoint] = []

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
 from infra.local.demo import shift_digits
+from infra.local.runtime import LocalFunction
 from infra.local.stack import LocalStack
 from tests.e2e.conftest import PERIOD_S
 from tests.e2e.helpers import alarm_state, http, predict, report_for, upload_labels, wait_for
+from tests.events import load_event
 from truthwatch.dataset import load_digits_split
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -191,3 +195,46 @@ def test_breach_emails_the_alarm_and_recovery_emails_ok(
     assert recovered[0].subject.startswith(f"[RECOVERED] {alarm} | model digits | accuracy_score ")
     assert float(recovered[0].subject.split("accuracy_score ")[1].split(",")[0]) >= 0.9
     assert "ALARM to OK" in recovered[0].path.read_text()
+
+
+def _log_lines(path: Path, skip: int) -> list[dict[str, Any]]:
+    """The JSON lines of a function's log after its first ``skip`` lines."""
+    lines = path.read_text(encoding="utf-8").splitlines()[skip:] if path.exists() else []
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_each_function_logs_with_its_own_service_name_and_request_id(local_stack: LocalStack) -> None:
+    metrics, alarm = local_stack.functions["MetricsFunction"], local_stack.functions["AlarmFunction"]
+    logged = {
+        f: len(f.log_path.read_text().splitlines()) if f.log_path.exists() else 0 for f in (metrics, alarm)
+    }
+    labels = load_event("s3-object-created-labels")
+    labels["Records"][0]["s3"]["bucket"]["name"] = local_stack.name_of("DataBucket")
+    request_ids: dict[LocalFunction, set[str]] = {metrics: set(), alarm: set()}
+
+    # Metrics, then alarm, then metrics again: the package loggers each handler configures with its
+    # own Logger must not keep the other function's configuration.
+    for function, event, key in (
+        (metrics, labels, "labels/e2e/gone-1.csv"),
+        (alarm, load_event("alarm-sns-metric"), None),
+        (metrics, labels, "labels/e2e/gone-2.csv"),
+    ):
+        if key is not None:
+            event["Records"][0]["s3"]["object"]["key"] = key
+        invocation = function.invoke(event)
+        assert invocation.error is None, invocation.error
+        request_ids[function].add(invocation.request_id)
+
+    services = {metrics: "truthwatch-metrics", alarm: "truthwatch-alarm"}
+    for function in (metrics, alarm):
+        lines = _log_lines(function.log_path, logged[function])
+        assert lines, function.spec.name
+        assert {line["service"] for line in lines} == {services[function]}
+        assert {line["function_name"] for line in lines} == {function.spec.name}
+        assert {line["function_request_id"] for line in lines} == request_ids[function]
+    package_lines = [
+        line
+        for line in _log_lines(metrics.log_path, logged[metrics])
+        if line.get("name", "").startswith("truthwatch.")
+    ]
+    assert len({line["function_request_id"] for line in package_lines}) == 2
