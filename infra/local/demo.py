@@ -133,24 +133,14 @@ class Story:
         return key
 
     def wait_for_report(self, phase: PhaseResult, label_key: str) -> bool:
-        """Wait for the metrics function's report on ``label_key``; keep a copy of it locally."""
-        s3 = self.stack.client("s3")
-        bucket = self.stack.name_of("DataBucket")
-        stem = Path(label_key).stem
+        """Wait for the stack's copy of the metrics function's report on ``label_key``; read it."""
         deadline = time.monotonic() + REPORT_TIMEOUT_S
         while time.monotonic() < deadline:
-            listing = s3.list_objects_v2(Bucket=bucket, Prefix="reports/")
-            keys = [o["Key"] for o in listing.get("Contents", []) if stem in o["Key"]]
-            json_keys = [k for k in keys if k.endswith(".json")]
-            if json_keys:
-                phase.report = json.loads(s3.get_object(Bucket=bucket, Key=json_keys[0])["Body"].read())
-                folder = self.stack.config.state_dir / "reports"
-                folder.mkdir(parents=True, exist_ok=True)
-                for key in keys:
-                    target = folder / Path(key).name
-                    target.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-                    phase.report_paths.append(target)
-                self.console.say(f"report written: s3://{bucket}/{json_keys[0]}")
+            written = [r for r in self.stack.reports if r.label_key == label_key and r.path is not None]
+            documents = [r.path for r in written if r.path is not None and r.path.suffix == ".json"]
+            if documents:
+                phase.report = json.loads(documents[0].read_text(encoding="utf-8"))
+                phase.report_paths = [r.path for r in written if r.path is not None]
                 return True
             time.sleep(0.25)
         return False

@@ -16,6 +16,9 @@ What runs where:
   SQS queue that stands in for the function's subscription;
 - the alarm evaluator (``alarms``) and the outbox (``outbox``), on background threads.
 
+Each report the metrics handler writes is announced on the console and copied from the bucket to
+``<state_dir>/reports/``, where it can be opened without an S3 client.
+
 An invocation that fails is retried twice and then sent to the function's on-failure destination,
 as Lambda does for asynchronous invocations.
 """
@@ -63,6 +66,15 @@ ACCOUNT = "123456789012"  # moto's default account
 # Lambda retries a failed asynchronous invocation twice:
 # https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html
 ASYNC_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """One report object the metrics handler wrote, and its copy on this machine."""
+
+    label_key: str
+    s3_key: str
+    path: Path | None  # None when the key cannot be a local file name (the console says why)
 
 
 class StackError(Exception):
@@ -123,6 +135,22 @@ class Console:
             self.stream.flush()
 
 
+def local_report_path(folder: Path, key: str) -> Path | None:
+    """Where the copy of report ``key`` goes under ``folder``: its path below ``reports/``.
+
+    ``None`` when a part of the key cannot be a file name here (``..``, over 255 bytes), since label
+    keys, and so report keys, are chosen by whoever uploads the labels.
+    """
+    parts = key.split("/")[1:]
+
+    def unsafe(part: str) -> bool:
+        return part in ("", ".", "..") or "\0" in part or len(part.encode("utf-8", "replace")) > 255
+
+    if not parts or any(unsafe(part) for part in parts):
+        return None
+    return folder.joinpath(*parts)
+
+
 def port_free(host: str, port: int) -> bool:
     """Whether ``port`` on ``host`` can be bound now (0 always can)."""
     if port == 0:
@@ -147,6 +175,7 @@ class LocalStack:
         self.functions: dict[str, LocalFunction] = {}
         self.transitions: list[Transition] = []
         self.emails: list[SentEmail] = []
+        self.reports: list[WrittenReport] = []
         self.failures: list[tuple[str, str]] = []
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -373,12 +402,38 @@ class LocalStack:
             invocation = function.invoke(event)
             error = invocation.error
             if error is None:
+                self._collect_reports(invocation.result)
                 return
         self.failures.append((function.spec.name, str(error)))
         self.console.say(f"{function.spec.name} failed 3 times: {error} (see {function.log_path})")
         if plan.on_failure_queue:
             body = {"requestPayload": event, "responsePayload": {"errorMessage": error}}
             self.client("sqs").send_message(QueueUrl=plan.on_failure_queue, MessageBody=json.dumps(body))
+
+    def _collect_reports(self, result: Any) -> None:
+        """Copy and announce each report a metrics invocation's summary names (``processed[].reports``)."""
+        if not isinstance(result, dict):
+            return
+        bucket = self.name_of("DataBucket")
+        folder = self.config.state_dir / "reports"
+        s3 = self.client("s3")
+        for summary in result.get("processed", []):
+            for key in summary.get("reports", []):
+                if not key.startswith("reports/"):
+                    continue  # rejected/<label key>.jsonl
+                path = local_report_path(folder, key)
+                try:
+                    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                    if path is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(body)
+                except OSError as exc:
+                    self.console.say(f"report s3://{bucket}/{key} not copied: {exc}")
+                    path = None
+                self.reports.append(WrittenReport(str(summary.get("key", "")), key, path))
+                if key.endswith(".json"):
+                    where = f" -> {path}" if path is not None else ""
+                    self.console.say(f"report on {summary.get('key')}: s3://{bucket}/{key}{where}")
 
     def _start_alarms(self, cloudwatch: CloudWatchClient) -> None:
         from botocore.loaders import Loader

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import pytest
@@ -26,7 +27,8 @@ def local_stack(
         state_dir=tmp_path_factory.mktemp("local-stack"),
         period_s=PERIOD_S,
     )
-    stack = LocalStack(config, Console(quiet=True))
+    # The console writes to memory, where tests read what it announced.
+    stack = LocalStack(config, Console(stream=io.StringIO()))
     stack.start()
     try:
         yield stack

@@ -13,7 +13,7 @@ import pytest
 
 from infra.local.demo import shift_digits
 from infra.local.runtime import LocalFunction
-from infra.local.stack import LocalStack
+from infra.local.stack import LocalStack, WrittenReport
 from tests.e2e.conftest import PERIOD_S
 from tests.e2e.helpers import alarm_state, http, predict, report_for, upload_labels, wait_for
 from tests.events import load_event
@@ -146,6 +146,21 @@ def test_label_upload_gives_a_report_and_quality_metrics(
     report = wait_for(lambda: report_for(local_stack, "first.csv"), 20, "the report of labels/e2e/first.csv")
     assert report["rows"]["matched"] == 120
     assert report["quality"]["metrics"]["accuracy_score"] > 0.9
+
+    # The stack copies the JSON and HTML reports to <state_dir>/reports/ and announces them.
+    def copied() -> list[WrittenReport]:
+        found = [r for r in local_stack.reports if r.label_key == "labels/e2e/first.csv"]
+        return found if len(found) == 2 else []
+
+    copies = wait_for(copied, 10, "the local copies of the report")
+    assert sorted(Path(r.s3_key).suffix for r in copies) == [".html", ".json"]
+    s3 = local_stack.client("s3")
+    for copy in copies:
+        assert copy.path == local_stack.config.state_dir / copy.s3_key
+        stored = s3.get_object(Bucket=local_stack.name_of("DataBucket"), Key=copy.s3_key)["Body"].read()
+        assert copy.path.read_bytes() == stored
+    announced = local_stack.console.stream.getvalue()
+    assert f"report on labels/e2e/first.csv: s3://{local_stack.name_of('DataBucket')}/" in announced
     accuracy = local_stack.client("cloudwatch").list_metrics(
         Namespace="Truthwatch",
         MetricName="accuracy_score",
