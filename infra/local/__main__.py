@@ -51,8 +51,10 @@ def _interrupt(signum: int, frame: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the stack and keep it up until Ctrl-C, reporting requests as they are answered."""
     console = Console()
-    # `kill` (SIGTERM) stops the stack as cleanly as Ctrl-C does.
+    # `kill` (SIGTERM) stops the stack as cleanly as Ctrl-C does. SIGINT is set too: a shell starts
+    # a background job (`make serve &`) with SIGINT ignored, and `kill -INT` must still stop it.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     stack = LocalStack(_config(args, args.port, args.moto_port), console)
     stack.start()
     console.say("ready; Ctrl-C stops everything")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,34 @@ def test_damaged_model_is_a_clear_error(tmp_path: Path, model_dir: Path) -> None
 
     with pytest.raises(StackError, match=r"cannot be served .*model\.tflite"):
         stack.start()
+
+
+@pytest.mark.slow  # the session's model is trained first
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_started_in_the_background_stops_cleanly_on_a_signal(
+    tmp_path: Path, model_dir: Path, stop: signal.Signals
+) -> None:
+    # A shell starts a background job (`make serve &`) with SIGINT ignored, and the ignoring
+    # survives exec; serve must stop on it anyway.
+    ignoring = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'infra.local', *sys.argv[1:]])"
+    )
+    command = [sys.executable, "-c", ignoring, "serve", "--port", "0", "--moto-port", "0"]
+    command += ["--model-dir", str(model_dir.parent), "--state-dir", str(tmp_path)]
+    serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert serve.stdout is not None
+    try:
+        lines = []
+        for line in serve.stdout:
+            lines.append(line)
+            if "ready; Ctrl-C stops everything" in line:
+                break
+        assert any("ready" in line for line in lines), "".join(lines)
+
+        serve.send_signal(stop)
+        rest, _ = serve.communicate(timeout=30)
+    finally:
+        serve.kill()
+    assert serve.returncode == 0, rest
+    assert "stopping" in rest and "stopped after 0 requests and 0 emails" in rest
