@@ -117,6 +117,20 @@ def test_report_html_is_self_contained_and_escapes_text() -> None:
     assert "undefined" in html  # class 1's precision
 
 
+def test_report_html_marks_the_drift_tiles_computed_from_too_few_rows() -> None:
+    mark = "too few rows; not published"
+    published = to_html(_report())
+    drift = dict(
+        _report()["drift"], omitted={"feature_psi_max": "fewer than 200 rows with captured inputs (2)"}
+    )
+    few = to_html(_report(drift=drift))
+
+    assert mark not in published
+    assert few.count(mark) == 1
+    tile = few[few.index("max feature PSI") :]
+    assert tile.index(mark) < tile.index("</div>")  # inside the max feature PSI tile, not the next
+
+
 def test_report_html_renders_a_report_without_matches() -> None:
     html = to_html(_report(model=None, quality=None, drift=None, hours=[]))
 

@@ -141,7 +141,7 @@ color:#1d2430;padding:0 1rem}
 h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d8dde6}
 .muted{color:#5b6575}.tiles{display:flex;flex-wrap:wrap;gap:.75rem}
 .tile{border:1px solid #d8dde6;border-radius:6px;padding:.6rem .9rem;min-width:9rem}
-.tile b{display:block;font-size:1.3rem}
+.tile b{display:block;font-size:1.3rem}.tile .warn{display:block;font-size:.8rem}
 table{border-collapse:collapse;margin:.5rem 0}
 td,th{border:1px solid #d8dde6;padding:.25rem .5rem;text-align:right}
 th{background:#f3f5f8}td.l,th.l{text-align:left}
@@ -201,8 +201,17 @@ def _summary(report: dict[str, Any]) -> str:
         ("prediction PSI", drift.get("prediction_psi")),
         ("mean confidence", drift.get("mean_confidence")),
     ]
+    # A drift value from too few rows is shown but not published; its tile says so where it is read.
+    omitted = drift.get("omitted", {})
+    marks = {
+        "max feature PSI": "feature_psi_max" in omitted,
+        "prediction PSI": "prediction_psi" in omitted,
+    }
     body = "".join(
-        f"<div class='tile'><span class='muted'>{escape(n)}</span><b>{_number(v)}</b></div>" for n, v in tiles
+        f"<div class='tile'><span class='muted'>{escape(n)}</span><b>{_number(v)}</b>"
+        + ("<span class='warn'>too few rows; not published</span>" if marks.get(n) else "")
+        + "</div>"
+        for n, v in tiles
     )
     bootstrap = quality.get("bootstrap")
     note = ""
