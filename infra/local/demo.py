@@ -136,11 +136,11 @@ class Story:
         """Wait for the stack's copy of the metrics function's report on ``label_key``; read it."""
         deadline = time.monotonic() + REPORT_TIMEOUT_S
         while time.monotonic() < deadline:
-            written = [r for r in self.stack.reports if r.label_key == label_key and r.path is not None]
-            documents = [r.path for r in written if r.path is not None and r.path.suffix == ".json"]
+            copies = [r.path for r in self.stack.reports if r.label_key == label_key and r.path is not None]
+            documents = [path for path in copies if path.suffix == ".json"]
             if documents:
                 phase.report = json.loads(documents[0].read_text(encoding="utf-8"))
-                phase.report_paths = [r.path for r in written if r.path is not None]
+                phase.report_paths = copies
                 return True
             time.sleep(0.25)
         return False

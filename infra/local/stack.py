@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.local.alarms import AlarmEvaluator, Transition
 from infra.local.emf import Datapoint, put_datapoints
@@ -427,7 +428,8 @@ class LocalStack:
                     if path is not None:
                         path.parent.mkdir(parents=True, exist_ok=True)
                         path.write_bytes(body)
-                except OSError as exc:
+                except (OSError, BotoCoreError, ClientError) as exc:
+                    # A copy is a convenience: it must not stop the poller that called the handler.
                     self.console.say(f"report s3://{bucket}/{key} not copied: {exc}")
                     path = None
                 self.reports.append(WrittenReport(str(summary.get("key", "")), key, path))

@@ -190,28 +190,24 @@ def _summary(report: dict[str, Any]) -> str:
     quality = report.get("quality") or {}
     metrics = quality.get("metrics", {})
     drift = report.get("drift") or {}
-    tiles = [
-        ("matched rows", report["rows"].get("matched_this_version", 0)),
-        ("accuracy", metrics.get("accuracy_score")),
-        ("constant baseline", metrics.get("constant_accuracy_score")),
-        ("macro F1", metrics.get("f1_macro_score")),
-        ("ROC AUC (OvR)", metrics.get("roc_auc_ovr_score")),
-        ("log loss", metrics.get("log_loss")),
-        ("max feature PSI", drift.get("feature_psi_max")),
-        ("prediction PSI", drift.get("prediction_psi")),
-        ("mean confidence", drift.get("mean_confidence")),
-    ]
     # A drift value from too few rows is shown but not published; its tile says so where it is read.
-    omitted = drift.get("omitted", {})
-    marks = {
-        "max feature PSI": "feature_psi_max" in omitted,
-        "prediction PSI": "prediction_psi" in omitted,
-    }
+    unpublished = drift.get("omitted", {})
+    tiles = [
+        ("matched rows", report["rows"].get("matched_this_version", 0), False),
+        ("accuracy", metrics.get("accuracy_score"), False),
+        ("constant baseline", metrics.get("constant_accuracy_score"), False),
+        ("macro F1", metrics.get("f1_macro_score"), False),
+        ("ROC AUC (OvR)", metrics.get("roc_auc_ovr_score"), False),
+        ("log loss", metrics.get("log_loss"), False),
+        ("max feature PSI", drift.get("feature_psi_max"), "feature_psi_max" in unpublished),
+        ("prediction PSI", drift.get("prediction_psi"), "prediction_psi" in unpublished),
+        ("mean confidence", drift.get("mean_confidence"), False),
+    ]
     body = "".join(
         f"<div class='tile'><span class='muted'>{escape(n)}</span><b>{_number(v)}</b>"
-        + ("<span class='warn'>too few rows; not published</span>" if marks.get(n) else "")
+        + ("<span class='warn'>too few rows; not published</span>" if too_few else "")
         + "</div>"
-        for n, v in tiles
+        for n, v, too_few in tiles
     )
     bootstrap = quality.get("bootstrap")
     note = ""
