@@ -14,6 +14,7 @@ from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseS
 from urllib3.exceptions import ProtocolError
 
 from truthwatch.labels import (
+    RAW_TEXT_LIMIT,
     LabelResolver,
     LabelRow,
     LabelStreamError,
@@ -415,6 +416,16 @@ def test_labels_a_json_number_too_long_for_an_integer_gets_a_plain_reason() -> N
 
     assert rows == [RejectedRow(1, "inference id longer than 2048 bytes", rows[0].raw)]  # type: ignore[union-attr]
     assert LabelResolver(DIGITS).reason(digits).startswith("unknown label '1111")
+
+
+def test_labels_a_row_whose_id_is_too_long_keeps_its_line_cut_as_every_raw_text_is() -> None:
+    line = "i" * 2049 + ",1"
+
+    rows = _parse(f"inference_id,label\n{line}\n".encode())
+
+    assert rows == [RejectedRow(2, "inference id longer than 2048 bytes", line[:RAW_TEXT_LIMIT] + "...")]
+    short = _parse(b"inference_id,label\n" + "\u00e9".encode() * 1025 + b",1\n")
+    assert short == [RejectedRow(2, "inference id longer than 2048 bytes", "\u00e9" * RAW_TEXT_LIMIT + "...")]
 
 
 def test_labels_a_lone_surrogate_escape_in_json_is_rejected_as_not_valid_unicode() -> None:

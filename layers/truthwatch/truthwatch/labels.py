@@ -632,7 +632,7 @@ def _checked(row: int, inference_id: str, label: str, line: str) -> ParsedRow:
         # came from a JSON escape of half a surrogate pair.
         return RejectedRow(row, NOT_UTF8 if _has_surrogate(line) else LONE_SURROGATE, raw, known)
     if len(inference_id.encode("utf-8")) > MAX_ID_BYTES:
-        return RejectedRow(row, f"inference id longer than {MAX_ID_BYTES} bytes", raw[:200])
+        return RejectedRow(row, f"inference id longer than {MAX_ID_BYTES} bytes", raw)
     return LabelRow(row, inference_id, label)
 
 
