@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 # API Gateway refuses payloads above 10 MB before the function sees them:
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# Seconds a connection may send nothing before the gateway closes it.
+READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,18 @@ class GatewayStats:
             return sum(self.by_status.values())
 
 
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, quiet about clients that leave: a dropped connection is not an error here."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            logger.debug("client %s left: %s", client_address, sys.exc_info()[1])
+            return
+        logger.exception("the local gateway failed on a request from %s", client_address)
+
+
 class LocalGateway:
     """A threaded HTTP server that turns requests into proxy events for one function.
 
@@ -314,6 +329,9 @@ class LocalGateway:
     api_key
         When set, every matched route requires this value in the ``x-api-key`` header, as a REST API
         method with ``ApiKeyRequired`` does; ``None`` lets every request through.
+    read_timeout_s
+        A connection that sends nothing for this long is closed, mid-request too, so a client that
+        stops half-way holds no thread for ever.
     """
 
     def __init__(
@@ -324,15 +342,16 @@ class LocalGateway:
         invoke: Callable[[dict[str, Any]], Any],
         stage: str = "local",
         api_key: str | None = None,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.host = host
+        self.read_timeout_s = read_timeout_s
         self.routes = list(routes) or [Route("/{proxy+}", "ANY")]
         self.invoke = invoke
         self.stage = stage
         self.api_key = api_key
         self.stats = GatewayStats()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -385,6 +404,7 @@ class LocalGateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = gateway.read_timeout_s
 
             def _serve(self) -> None:
                 try:
@@ -392,19 +412,36 @@ class LocalGateway:
                 except MalformedRequestError as refused:
                     response = gateway_error(refused.status, refused.message)
                     self.close_connection = True
+                except TimeoutError:
+                    self.close_connection = True  # the client stopped sending; nobody waits for an answer
+                    return
                 else:
                     response = gateway.answer(self.command, self.path, list(self.headers.items()), body)
                 gateway.stats.count(response.status)
-                self.send_response(response.status)
-                for name, value in response.headers:
-                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(response.body)))
-                if self.close_connection:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(response.body)
+                self._write(response)
+
+            def _write(self, response: ProxyResponse) -> None:
+                try:
+                    self.send_response(response.status)
+                    for name, value in response.headers:
+                        if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(response.body)))
+                    if self.close_connection:
+                        self.send_header("Connection", "close")
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(response.body)
+                except ConnectionError:
+                    self.close_connection = True  # the client left before its answer; nothing to tell it
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # http.server refuses what it cannot parse (a request line or header over 64 KiB, over
+                # 100 headers) with an HTML page; API Gateway answers with a JSON message.
+                self.close_connection = True
+                reason = message or self.responses.get(code, ("Error",))[0]
+                gateway.stats.count(code)
+                self._write(gateway_error(code, reason))
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve  # noqa: N815
 

@@ -5,11 +5,24 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import json
+import socket
+import struct
+import time
+from collections.abc import Iterator
 from email.message import Message
+from typing import Any
 
 import pytest
 
-from infra.local.gateway import MalformedRequestError, Route, build_event, parse_response, read_body
+from infra.local.gateway import (
+    LocalGateway,
+    MalformedRequestError,
+    Route,
+    build_event,
+    parse_response,
+    read_body,
+)
 
 
 def test_route_matches_method_and_path_parameters() -> None:
@@ -127,3 +140,76 @@ def test_a_malformed_body_is_refused_with_api_gateways_status(
         read_body(_headers(*headers), io.BytesIO(wire), limit=10)
 
     assert caught.value.status == status
+
+
+@pytest.fixture
+def served() -> Iterator[LocalGateway]:
+    """A gateway on a free port whose function answers 200 with the event's path."""
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        return {"statusCode": 200, "headers": {}, "body": json.dumps({"path": event["path"]})}
+
+    gateway = LocalGateway("127.0.0.1", 0, [Route("/predict", "POST")], invoke, read_timeout_s=0.5)
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def _exchange(gateway: LocalGateway, wire: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as client:
+        client.sendall(wire)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("wire", "status"),
+    [
+        (b"POST /predict HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"POST /predict HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 101 + b"\r\n", 431),
+        (b"POST /" + b"p" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"BREW /predict HTTP/1.1\r\n\r\n", 501),
+    ],
+    ids=["long_header", "too_many_headers", "long_request_line", "unknown_method"],
+)
+def test_what_http_server_cannot_parse_gets_a_json_message_not_an_html_page(
+    served: LocalGateway, wire: bytes, status: int
+) -> None:
+    answer = _exchange(served, wire)
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"Content-Type: application/json" in head and b"Connection: close" in head
+    assert set(json.loads(body)) == {"message"}
+
+
+def test_a_client_that_leaves_costs_no_traceback_and_the_next_request_is_served(
+    served: LocalGateway, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Leaves before its answer is written: mid-body, and with a whole request it never reads.
+    for wire in (
+        b'POST /predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"inst',
+        b"POST /predict HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    ):
+        with socket.create_connection(("127.0.0.1", served.port)) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset on close
+            client.sendall(wire)
+    time.sleep(1.0)  # past the read timeout of the one that stopped mid-body
+
+    answer = _exchange(served, b"POST /predict HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_connection_that_stops_sending_is_closed_after_the_read_timeout(served: LocalGateway) -> None:
+    started = time.monotonic()
+
+    answer = _exchange(served, b'POST /predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"inst')
+
+    assert answer == b""  # closed without an answer: nobody is left to read one
+    assert 0.4 < time.monotonic() - started < 4
