@@ -136,6 +136,15 @@ class Console:
             self.stream.flush()
 
 
+def printable(text: object) -> str:
+    """``text`` for the console: characters that would move the cursor or recolour it are escaped.
+
+    Label keys are chosen by whoever uploads them, and an escape sequence in one must not clear or
+    rewrite the lines of the console.
+    """
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
 def local_report_path(folder: Path, key: str) -> Path | None:
     """Where the copy of report ``key`` goes under ``folder``: its path below ``reports/``.
 
@@ -430,12 +439,12 @@ class LocalStack:
                         path.write_bytes(body)
                 except (OSError, BotoCoreError, ClientError) as exc:
                     # A copy is a convenience: it must not stop the poller that called the handler.
-                    self.console.say(f"report s3://{bucket}/{key} not copied: {exc}")
+                    self.console.say(printable(f"report s3://{bucket}/{key} not copied: {exc}"))
                     path = None
                 self.reports.append(WrittenReport(str(summary.get("key", "")), key, path))
                 if key.endswith(".json"):
                     where = f" -> {path}" if path is not None else ""
-                    self.console.say(f"report on {summary.get('key')}: s3://{bucket}/{key}{where}")
+                    self.console.say(printable(f"report on {summary.get('key')}: s3://{bucket}/{key}{where}"))
 
     def _start_alarms(self, cloudwatch: CloudWatchClient) -> None:
         from botocore.loaders import Loader

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.stack import Console, LocalStack, StackConfig, WrittenReport, local_report_path
+from infra.local.stack import Console, LocalStack, StackConfig, WrittenReport, local_report_path, printable
 
 
 def test_a_report_keeps_its_path_below_reports(tmp_path: Path) -> None:
@@ -89,3 +89,12 @@ def test_a_report_that_cannot_be_read_is_announced_and_the_poller_goes_on(tmp_pa
 
     assert [r.path for r in stack.reports] == [None, None]
     assert "not copied: An error occurred (NoSuchKey)" in stack.console.stream.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_key_cannot_clear_or_rewrite_the_console() -> None:
+    key = "labels/esc\x1b[2J\x1b[31mFAKE\rreport \u00e9\u2028.csv"
+
+    shown = printable(f"report on {key}")
+
+    assert shown == "report on labels/esc\\x1b[2J\\x1b[31mFAKE\\rreport \u00e9\\u2028.csv"
+    assert shown.isprintable()
