@@ -33,7 +33,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,6 +162,34 @@ def local_report_path(folder: Path, key: str) -> Path | None:
     return folder.joinpath(*parts)
 
 
+@contextmanager
+def s3_events_with_version_ids() -> Iterator[None]:
+    """Give moto's S3 notifications the ``versionId`` that S3 puts in them for a versioned bucket.
+
+    moto 5 sends key, size and ETag only. The metrics function keys its once-only processing on
+    bucket, key and version id, falling back to the ETag, so without it the same bytes uploaded
+    again under one key (A, then B, then A) would be taken for the first upload and skipped locally,
+    where S3 would deliver a new version. The patch wraps moto's event builder while the stack runs.
+    """
+    from moto.s3 import notifications
+
+    original = notifications._get_s3_event
+
+    def with_version(event_name: Any, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        event = original(event_name, bucket, key, notification_id)
+        version = getattr(key, "version_id", None)
+        if version and version != "null":  # "null": an unversioned bucket's objects, as in S3
+            for record in event["Records"]:
+                record["s3"]["object"]["versionId"] = version
+        return event
+
+    notifications._get_s3_event = with_version
+    try:
+        yield
+    finally:
+        notifications._get_s3_event = original
+
+
 def port_free(host: str, port: int) -> bool:
     """Whether ``port`` on ``host`` can be bound now (0 always can)."""
     if port == 0:
@@ -190,6 +219,7 @@ class LocalStack:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._env_cm: Any = None
+        self._versions_cm: Any = None
         self._moto: Any = None
         self.gateway: LocalGateway | None = None
         self.evaluator: AlarmEvaluator | None = None
@@ -238,10 +268,12 @@ class LocalStack:
                     "stop what holds it (another `make serve`?) or choose another port"
                 )
 
-        self._start_moto()
-        self._env_cm = process_environment(self._aws_environment())
-        self._env_cm.__enter__()
+        self._versions_cm = s3_events_with_version_ids()
+        self._versions_cm.__enter__()
         try:
+            self._start_moto()
+            self._env_cm = process_environment(self._aws_environment())
+            self._env_cm.__enter__()
             self._start_services(model_folder)
         except BaseException:
             self.stop()
@@ -531,4 +563,7 @@ class LocalStack:
         if self._env_cm is not None:
             self._env_cm.__exit__(None, None, None)
             self._env_cm = None
+        if self._versions_cm is not None:
+            self._versions_cm.__exit__(None, None, None)
+            self._versions_cm = None
         uninstall_router()

@@ -258,3 +258,30 @@ def test_each_function_logs_with_its_own_service_name_and_request_id(local_stack
         and line["function_request_id"] in request_ids[metrics]
     ]
     assert {line["function_request_id"] for line in package_lines} == request_ids[metrics]
+
+
+def test_the_same_bytes_uploaded_again_under_one_key_are_processed_again(
+    local_stack: LocalStack, heldout: tuple[np.ndarray, list[str]]
+) -> None:
+    # A, then a file with a bad label (B), then A again: each upload is a new object version, so
+    # each is processed, and the last word is A's (as S3's notifications carry the version id).
+    rows, labels = heldout
+    ids = [p["inference_id"] for p in predict(local_stack, rows[:2].tolist())]
+    key = "labels/e2e/relabel-aba.csv"
+    for batch in (labels[:2], ["zz", labels[1]], labels[:2]):
+        upload_labels(local_stack, key, ids, batch)
+
+    wait_for(
+        lambda: len([r for r in local_stack.reports if r.label_key == key]) == 6,
+        20,
+        "three processings of the same key",
+    )
+    report = report_for(local_stack, "relabel-aba.csv")
+    assert report is not None
+    assert (report["rows"]["matched"], report["rows"]["rejected"]) == (2, 0)
+    s3 = local_stack.client("s3")
+    bucket = local_stack.name_of("DataBucket")
+    rejected = s3.get_object(Bucket=bucket, Key=f"rejected/{key}.jsonl")["Body"].read()
+    assert rejected == b""
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+    assert len(versions) == 3
