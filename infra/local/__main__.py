@@ -56,11 +56,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     stack = LocalStack(_config(args, args.port, args.moto_port), console)
-    stack.start()
-    console.say("ready; Ctrl-C stops everything")
     stopped = threading.Event()
     last: dict[int, int] = {}
+    stack.start()
     try:
+        # Said inside the try: a signal sent as soon as "ready" is read must find the handler below.
+        console.say("ready; Ctrl-C stops everything")
         while not stopped.wait(5):
             counts = stack.request_counts()
             if counts != last:
